@@ -1,0 +1,3 @@
+from .runner import ViLReFRunner, build_runner
+
+__all__ = ['ViLReFRunner', 'build_runner']

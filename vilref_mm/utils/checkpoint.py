@@ -1,0 +1,65 @@
+"""Checkpoint reading under torch >= 2.6.
+
+torch now unpickles with ``weights_only=True`` by default, which cannot read MMEngine's own
+training checkpoints (they hold a message hub with Python objects). vilref_mm keeps the safe
+default for every file from outside and trusts only the checkpoints the user's own training
+wrote, i.e. what :class:`~vilref_mm.engine.ViLReFRunner` resumes or loads with ``load_from``.
+"""
+import contextlib
+import contextvars
+import os.path as osp
+from typing import Iterator, Optional, Union
+
+import torch
+from mmengine.runner.checkpoint import CheckpointLoader
+
+_trusted = contextvars.ContextVar('vilref_trusted_checkpoint', default=False)
+
+
+@contextlib.contextmanager
+def trusted_checkpoints() -> Iterator[None]:
+    """Let local checkpoints loaded inside this context unpickle Python objects.
+
+    Use it only for checkpoints written by the user's own MMEngine training.
+    """
+    token = _trusted.set(True)
+    try:
+        yield
+    finally:
+        _trusted.reset(token)
+
+
+def load_external_checkpoint(filename: str,
+                             map_location: Union[str, torch.device, None] = 'cpu') -> dict:
+    """Read a checkpoint from outside (released weights, converter input) safely.
+
+    Args:
+        filename (str): Path of the file.
+        map_location (str | torch.device, optional): As in :func:`torch.load`.
+
+    Returns:
+        dict: What the file holds (tensors, numbers and strings only).
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} does not exist')
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=True)
+    except Exception as err:  # pickle errors come in many types
+        raise RuntimeError(
+            f'cannot read checkpoint {filename} with torch.load(weights_only=True): {err}. '
+            'vilref_mm reads external checkpoints as tensors only; if this file is a '
+            'training checkpoint you wrote yourself, resume from it or pass it as `load_from`.'
+        ) from err
+
+
+@CheckpointLoader.register_scheme(prefixes='', force=True)
+def load_local_checkpoint(filename: str,
+                          map_location: Optional[Union[str, torch.device]] = None) -> dict:
+    """MMEngine's loader for local paths, safe unless inside :func:`trusted_checkpoints`."""
+    if _trusted.get():
+        filename = osp.expanduser(filename)
+        if not osp.isfile(filename):
+            raise FileNotFoundError(f'checkpoint {filename} does not exist')
+        return torch.load(filename, map_location=map_location, weights_only=False)
+    return load_external_checkpoint(filename, map_location)
