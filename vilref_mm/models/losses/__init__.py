@@ -1,0 +1,3 @@
+from .wscl import WeightedSimilarityCouplingLoss
+
+__all__ = ['WeightedSimilarityCouplingLoss']
