@@ -1,0 +1,51 @@
+"""Write a JSON Lines manifest of image-report pairs in the ViLReF / Chinese-CLIP LMDB layout.
+
+OUT_DIR gets ``pairs/`` (pickled ``(image_id, text_id, report, labels)``, ``num_samples``,
+``classes``) and ``imgs/`` (url-safe base64 of each image file, ``num_images``); see
+docs/data_preparation.md. Records without ``labels`` are labelled with the report labeler
+(the labels are cached next to the manifest). Read it with ``ImageReportLMDBDataset``.
+
+    python tools/data/build_lmdb.py MANIFEST OUT_DIR [--data-root DIR] [--lexicon FILE]
+        [--skip-bad-records] [--overwrite]
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from vilref_mm.datasets import ImageReportDataset, RecordError, write_image_report_lmdb
+from vilref_mm.labeling import LexiconError
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('manifest', type=Path, help='JSON Lines manifest (image, report, ...)')
+    parser.add_argument('out_dir', type=Path, help='LMDB folder to write')
+    parser.add_argument('--data-root', type=Path,
+                        help="folder the image paths are relative to (default: the manifest's)")
+    parser.add_argument('--lexicon', help='lexicon YAML file for records without labels '
+                        '(default: the one shipped with vilref_mm)')
+    parser.add_argument('--skip-bad-records', action='store_true',
+                        help='skip malformed records and missing or unreadable images')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing OUT_DIR')
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    try:
+        dataset = ImageReportDataset(
+            str(args.manifest), data_prefix=dict(img_path=str(args.data_root or
+                                                             args.manifest.parent)),
+            lexicon=args.lexicon, skip_bad_records=args.skip_bad_records, serialize_data=False)
+        summary = write_image_report_lmdb(
+            dataset.data_list, dataset.metainfo['classes'], args.out_dir,
+            overwrite=args.overwrite, skip_bad_records=args.skip_bad_records)
+    except (FileNotFoundError, FileExistsError, LexiconError, RecordError, ValueError) as error:
+        sys.exit(f'error: {error}')
+    print(f'wrote {summary["num_samples"]:,} pairs and {summary["num_images"]:,} images '
+          f'({summary["num_skipped"]:,} records skipped) to {args.out_dir} in '
+          f'{time.perf_counter() - start:.1f} s')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,16 @@
+"""Datasets of vilref_mm: image-report manifests and LMDBs, their transforms, the synthetic set.
+
+Importing it registers the datasets and transforms in mmpretrain's registries.
+"""
+from . import synthetic  # noqa: F401
+from .image_report import BaseImageReportDataset, ImageReportDataset
+from .image_report_lmdb import ImageReportLMDBDataset, write_image_report_lmdb
+from .records import RecordError
+from .label_cache import report_labels
+from .transforms import LoadImageFromRecord, PackImageReportInputs, TokenizeReport
+
+__all__ = [
+    'BaseImageReportDataset', 'ImageReportDataset', 'ImageReportLMDBDataset', 'RecordError',
+    'report_labels', 'write_image_report_lmdb', 'LoadImageFromRecord', 'TokenizeReport',
+    'PackImageReportInputs'
+]

@@ -1,0 +1,303 @@
+"""Image-report pairs in the LMDB layout of the ViLReF / Chinese-CLIP releases.
+
+A dataset folder holds two LMDB environments (``cn_clip/preprocess/build_lmdb_dataset.py``)::
+
+    DIR/pairs   b'0', b'1', ... -> pickle of (image_id, text_id, text[, label])
+                b'num_samples'  -> number of pairs, as decimal text
+    DIR/imgs    str(image_id)   -> url-safe base64 of the encoded image file
+                b'num_images'   -> number of images, as decimal text
+
+Chinese-CLIP's pairs are 3-tuples; ViLReF's add the label vector (a list of numbers). The
+folders :func:`write_image_report_lmdb` writes (``tools/data/build_lmdb.py``) also store
+``b'classes'`` in ``pairs``: the JSON list of the label classes.
+
+The pairs are pickles, the release's format: an LMDB is trusted data, like a checkpoint. They
+are read with an unpickler that builds only plain values and numpy arrays, so a foreign object
+in a pair is refused rather than constructed.
+"""
+import base64
+import binascii
+import io
+import json
+import math
+import os
+import pickle
+import secrets
+import shutil
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import lmdb
+from mmpretrain.registry import DATASETS
+from PIL import Image
+
+from .image_report import BaseImageReportDataset
+from .records import BadRecords, RecordError, check_text, label_vector
+
+#: Write transactions commit after this many puts (LMDB keeps a transaction's pages in memory).
+_COMMIT_EVERY = 1000
+# Globals a pair pickle may name: numpy arrays and scalars (numpy 1 and 2 module names).
+_PAIR_GLOBALS = frozenset(
+    (module, name) for module in ('numpy.core.multiarray', 'numpy._core.multiarray')
+    for name in ('_reconstruct', 'scalar')) | {('numpy', 'ndarray'), ('numpy', 'dtype'),
+                                               ('_codecs', 'encode')}
+# Read-only environments by (path, process, inode of data.mdb): opened on first use in each
+# worker.
+_ENVIRONMENTS: Dict[Tuple[str, int, int], lmdb.Environment] = {}
+
+
+class _PairUnpickler(pickle.Unpickler):
+    """Unpickles plain values and numpy arrays only."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _PAIR_GLOBALS:
+            raise pickle.UnpicklingError(
+                f'it names {module}.{name}; a pair may hold only plain values and numpy arrays')
+        return super().find_class(module, name)
+
+
+def open_readonly(path: Union[str, Path]) -> lmdb.Environment:
+    """The read-only LMDB environment at ``path``, opened once per process and file.
+
+    The environment is never pickled: a dataloader worker opens its own on first access. A
+    folder rebuilt in place (a new ``data.mdb``) is opened anew.
+    """
+    try:
+        inode = os.stat(Path(path, 'data.mdb')).st_ino
+    except OSError as error:
+        raise FileNotFoundError(
+            f'{path} is not an LMDB environment (no data.mdb); an image-report LMDB folder '
+            'holds pairs/ and imgs/ (build one with tools/data/build_lmdb.py)') from error
+    key = (str(path), os.getpid(), inode)
+    env = _ENVIRONMENTS.get(key)
+    if env is None:
+        env = _ENVIRONMENTS[key] = lmdb.open(str(path), readonly=True, lock=False,
+                                             readahead=False, meminit=False, create=False)
+    return env
+
+
+@DATASETS.register_module()
+class ImageReportLMDBDataset(BaseImageReportDataset):
+    """Image-report pairs in the LMDB layout of the ViLReF / Chinese-CLIP releases.
+
+    The pairs are read once, in the main process; the images are read per sample, in the
+    workers, as the encoded bytes ``img_bytes`` that the loading transform
+    (``LoadImageFromRecord``) decodes, so the pipeline is the same as for
+    :class:`ImageReportDataset`. Pairs without labels (Chinese-CLIP's) are labelled with the
+    report labeler and the labels cached next to the folder.
+
+    Each data info holds ``image_id``, ``text``, ``eye`` (None: the layout has no eye),
+    ``gt_score`` and ``record`` (``DIR/pairs #INDEX``).
+
+    Args:
+        ann_file: The LMDB folder (with ``pairs/`` and ``imgs/``), relative to ``data_root``
+            or absolute.
+        data_root: Root of ``ann_file``.
+        pipeline: Transforms.
+        strip_text_prefix: Characters dropped from the start of every text before it is
+            tokenised. The ViLReF release's training code drops 3 (``text[3:]``, apparently an
+            eye prefix such as "OD："); labels are computed from the whole text.
+        lexicon, label_cache, skip_bad_records: As for :class:`ImageReportDataset`.
+        **kwargs: Other arguments of :class:`mmengine.dataset.BaseDataset`; ``metainfo``
+            ``classes`` names the entries of the stored labels (default: the ``classes`` the
+            folder stores, else the lexicon's).
+    """
+
+    def __init__(self,
+                 ann_file: str,
+                 data_root: str = '',
+                 pipeline: Sequence = (),
+                 strip_text_prefix: int = 0,
+                 lexicon: Optional[str] = None,
+                 label_cache: Union[bool, str] = True,
+                 skip_bad_records: bool = False,
+                 **kwargs):
+        self.strip_text_prefix = strip_text_prefix
+        super().__init__(ann_file, lexicon=lexicon, label_cache=label_cache,
+                         skip_bad_records=skip_bad_records, data_root=data_root,
+                         pipeline=list(pipeline), **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        """Read and check every pair."""
+        root = Path(self.ann_file)
+        pairs_env, images_env = open_readonly(root / 'pairs'), open_readonly(root / 'imgs')
+        bad_records = BadRecords(f'{root}/pairs', self.skip_bad_records)
+        data_list = []
+        with pairs_env.begin() as pairs, images_env.begin(buffers=True) as images:
+            num_samples = _count(pairs, b'num_samples', root / 'pairs')
+            stored_classes = pairs.get(b'classes')
+            if stored_classes is not None and not self._classes_given:
+                self._metainfo['classes'] = tuple(json.loads(stored_classes))
+            for index in range(num_samples):
+                where = f'{root}/pairs #{index}'
+                try:
+                    info = self._parse_pair(pairs.get(str(index).encode()), where)
+                    if images.get(info['image_id'].encode()) is None:
+                        raise RecordError(where, 'image_id', f'{info["image_id"]!r} has no '
+                                          f'image in {root}/imgs; rebuild the LMDB')
+                except RecordError as error:
+                    bad_records(error)
+                    continue
+                data_list.append(info)
+        bad_records.log_summary(len(data_list))
+        self.fill_labels(data_list)
+        for info in data_list:
+            info['text'] = info['text'][self.strip_text_prefix:]
+        return data_list
+
+    def get_data_info(self, idx: int) -> dict:
+        """The data info of sample ``idx`` with its encoded image as ``img_bytes``."""
+        info = super().get_data_info(idx)
+        images = open_readonly(Path(self.ann_file) / 'imgs')
+        with images.begin() as txn:
+            encoded = txn.get(info['image_id'].encode())
+        try:
+            info['img_bytes'] = base64.urlsafe_b64decode(encoded)
+        except (TypeError, binascii.Error) as error:
+            raise RecordError(info['record'], 'image_id', f'the image {info["image_id"]!r} in '
+                              f'{self.ann_file}/imgs is not url-safe base64 ({error}); rebuild '
+                              'the LMDB') from error
+        return info
+
+    def _parse_pair(self, value: Optional[bytes], where: str) -> dict:
+        """The data info of one stored pair."""
+        if value is None:
+            raise RecordError(where, None, 'is missing although num_samples counts it; '
+                              'rebuild the LMDB')
+        try:
+            pair = _PairUnpickler(io.BytesIO(value)).load()
+        except Exception as error:  # any failure of a corrupt pickle
+            raise RecordError(where, None, f'cannot be unpickled ({error})') from error
+        if not isinstance(pair, (tuple, list)) or len(pair) not in (3, 4):
+            raise RecordError(where, None, 'must be (image_id, text_id, text) or (image_id, '
+                              f'text_id, text, label), got {type(pair).__name__} of length '
+                              f'{len(pair) if isinstance(pair, (tuple, list)) else "-"}')
+        image_id, text = pair[0], check_text(pair[2], where, 'text')
+        if not text[self.strip_text_prefix:].strip():
+            raise RecordError(where, 'text', f'is empty after dropping {self.strip_text_prefix} '
+                              'characters (strip_text_prefix)')
+        return dict(image_id=str(image_id), text=text, eye=None, record=where,
+                    gt_score=label_vector(pair[3], self.classes, where, 'label')
+                    if len(pair) == 4 else None)
+
+
+def _count(txn: lmdb.Transaction, key: bytes, path: Path) -> int:
+    """The decimal count stored under ``key``."""
+    value = txn.get(key)
+    try:
+        return int(bytes(value).decode('ascii'))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f'{path}: the entry {key.decode()} (the number of entries) is missing '
+                         'or not a number; this is not an image-report LMDB') from error
+
+
+def write_image_report_lmdb(data_list: Iterable[dict], classes: Sequence[str],
+                            out_dir: Union[str, Path], overwrite: bool = False,
+                            skip_bad_records: bool = False) -> Dict[str, int]:
+    """Write image-report pairs in the release's LMDB layout (with labels and classes).
+
+    Each distinct image file is stored once, as url-safe base64 of its bytes (not re-encoded).
+    The folder is built next to ``out_dir`` and moved into place when complete.
+
+    Args:
+        data_list: Data infos with ``img_path``, ``text``, ``gt_score`` and ``record`` (those
+            of :class:`ImageReportDataset`).
+        classes: Names of the label entries, stored as ``b'classes'``.
+        out_dir: The LMDB folder to write.
+        overwrite: Replace an existing non-empty ``out_dir``.
+        skip_bad_records: Skip records whose image is missing or unreadable instead of raising.
+
+    Returns:
+        ``num_samples``, ``num_images`` and ``num_skipped``.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f'{out_dir} exists and is not empty; remove it or overwrite it '
+                              '(--overwrite)')
+    data_list = list(data_list)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    bad_records = BadRecords('the manifest', skip_bad_records)
+    temp_dir = out_dir.with_name(f'.{out_dir.name}.{os.getpid()}.{secrets.token_hex(4)}')
+    temp_dir.mkdir()
+    map_size = _map_size(data_list)
+    pairs = _Writer(temp_dir / 'pairs', map_size)
+    images = _Writer(temp_dir / 'imgs', map_size)
+    try:
+        image_ids: Dict[str, int] = {}
+        for info in data_list:
+            image_id = image_ids.get(info['img_path'])
+            if image_id is None:
+                try:
+                    encoded = _read_image_file(info['img_path'], info['record'])
+                except RecordError as error:
+                    bad_records(error)
+                    continue
+                image_id = image_ids[info['img_path']] = len(image_ids)
+                images.put(str(image_id), base64.urlsafe_b64encode(encoded))
+            pair = (image_id, pairs.count, info['text'], info['gt_score'].tolist())
+            pairs.put(str(pairs.count), pickle.dumps(pair))
+        bad_records.log_summary(pairs.count)
+        summary = dict(num_samples=pairs.count, num_images=images.count,
+                       num_skipped=len(bad_records.errors))
+        pairs.close({'num_samples': pairs.count, 'classes': json.dumps(list(classes))})
+        images.close({'num_images': images.count})
+        if out_dir.exists():
+            old_dir = temp_dir.with_name(f'{temp_dir.name}.old')
+            os.replace(out_dir, old_dir)
+            os.replace(temp_dir, out_dir)
+            shutil.rmtree(old_dir)
+        else:
+            os.replace(temp_dir, out_dir)
+    except BaseException:
+        pairs.env.close()
+        images.env.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    return summary
+
+
+class _Writer:
+    """Puts entries into a new LMDB environment, committing every ``_COMMIT_EVERY``."""
+
+    def __init__(self, path: Path, map_size: int):
+        self.env = lmdb.open(str(path), map_size=map_size, subdir=True)
+        self.txn = self.env.begin(write=True)
+        self.count = 0
+
+    def put(self, key: str, value: bytes) -> None:
+        self.txn.put(key.encode(), value)
+        self.count += 1
+        if self.count % _COMMIT_EVERY == 0:
+            self.txn.commit()
+            self.txn = self.env.begin(write=True)
+
+    def close(self, extra: Dict[str, object]) -> None:
+        """Store ``extra`` (key -> value as text), commit and close."""
+        for key, value in extra.items():
+            self.txn.put(key.encode(), str(value).encode())
+        self.txn.commit()
+        self.env.close()
+
+
+def _map_size(data_list: Sequence[dict]) -> int:
+    """An upper bound of the size of both environments: base64 images, pickled pairs, slack."""
+    image_bytes = sum(os.path.getsize(path) for path in {info['img_path'] for info in data_list}
+                      if os.path.isfile(path))
+    text_bytes = sum(len(info['text'].encode()) + 16 * len(info['gt_score'])
+                     for info in data_list)
+    return 2 * math.ceil(image_bytes * 4 / 3 + text_bytes) + 4096 * len(data_list) + (64 << 20)
+
+
+def _read_image_file(path: str, record: str) -> bytes:
+    """The bytes of an image file, checked to be an image."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise RecordError(record, 'image', f'cannot read {path} ({error.strerror}); fix the '
+                          'path or drop the record') from error
+    try:
+        Image.open(io.BytesIO(data)).verify()
+    except Exception as error:  # PIL raises many types for a broken file
+        raise RecordError(record, 'image', f'{path} is not a readable image ({error}); replace '
+                          'the file or drop the record') from error
+    return data
