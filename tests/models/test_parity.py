@@ -1,0 +1,190 @@
+"""Parity with the reference implementation (cn-clip, the code ViLReF forked).
+
+A random cn-clip model is saved in the release's file format, converted with the
+plugin's converter, loaded into the model built from the plugin's config, and both
+must give the same features; the tokenizer must give cn-clip's token ids.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import load_checkpoint
+
+import vilref_mm.models  # noqa: F401  registers the modules
+from mmpretrain.registry import MODELS
+from vilref_mm.models import ChineseBertTokenizer, convert_checkpoint
+from vilref_mm.models.text.tokenizer import FAST_PATH_RANGES
+
+cn_clip_utils = pytest.importorskip('cn_clip.clip.utils')
+cn_clip_data = pytest.importorskip('cn_clip.training.data')
+FullTokenizer = cn_clip_utils._tokenizer.__class__
+
+ROOT = Path(__file__).parents[2]
+TOL = 1e-4
+
+LONG_REPORT = (
+    '双眼眼底彩照示：右眼视盘边界清，色淡红，C/D约0.7，盘沿变窄，颞下方视网膜神经纤维层缺损；'
+    '黄斑区中心凹反光可见，后极部散在微血管瘤及点片状出血，可见硬性渗出，部分呈环形排列；'
+    '左眼视盘颜色正常，C/D约0.3，视网膜动脉细，A/V约1:2，动静脉交叉压迹（+），'
+    '周边部可见激光斑。诊断：1.双眼糖尿病视网膜病变（NPDR，重度）；2.右眼青光眼可疑；'
+    '3.高血压性视网膜病变II级。建议：眼科门诊随诊，OCT及视野检查，控制血糖血压，3个月后复查。')
+
+TEXTS = [
+    '',
+    '眼底未见明显异常',
+    '视盘边界清，C/D约0.7',
+    '右眼视盘C/D约0.7，左眼C/D约0.5',
+    '黄斑区可见玻璃膜疣（drusen）',
+    '糖尿病视网膜病变（DR）非增殖期，NPDR中度',
+    'PDR：视盘新生血管（NVD），玻璃体积血',
+    '视网膜静脉阻塞BRVO，颞上分支',
+    'CRAO：后极部视网膜灰白水肿，黄斑樱桃红斑',
+    '年龄相关性黄斑变性（AMD），湿性，CNV',
+    '高度近视眼底改变：豹纹状眼底，视盘旁萎缩弧β区',
+    '医生意见：“可疑青光眼”，建议复查',
+    '报告中写“未见出血”和‘无渗出’',
+    '引号测试 "ASCII quotes" 与 “全角引号”',
+    'ＯＣＴ示黄斑水肿，ＣＭＴ　４５０μｍ',  # full-width Latin letters, digits, space
+    '眼压ＩＯＰ：２１ｍｍＨｇ（右），１８ｍｍＨｇ（左）',
+    '视力：右眼0.8，左眼0.25；矫正视力1.0',
+    'A/V=1:3，动脉硬化II-III级',
+    '杯盘比0.6~0.7，盘沿切迹',
+    '视网膜脱离（RD），孔源性，裂孔位于11:00方位',
+    '眼底照相质量差😢，无法评估',
+    '🙂👍 正常眼底 ✅',
+    '罕见字：䶮、𠀀、𪚥、龘，以及部首⺮',
+    'Café-au-lait 斑？naïve 检查 ÉCOLE',
+    'ＡＢＣ ａｂｃ Ｘ线',
+    '多个空格   以及\t制表符\n换行',
+    '数字123456789012345678901234567890连续',
+    'a' * 150 + ' 超长单词',
+    'x' * 250 + ' 超过两百字符的单词',
+    '《眼科学》第9版：视盘水肿≥3D',
+    '①出血②渗出③水肿',
+    '±0.5D，℃，‰，µm，Å',
+    '零宽\u200b空格\u200d连接符\ufeff',
+    'Ⅰ期、Ⅱ期、Ⅲ期、Ⅳ期视网膜病变',
+    'ＯＤ：ＣＤＲ＝０．８；ＯＳ：ＣＤＲ＝０．４',
+    '私用区\ue000字符与未分配\U000e01f0',
+    LONG_REPORT,
+    LONG_REPORT * 2,
+]
+
+
+@pytest.mark.parametrize('context_length', [52, 100])
+def test_tokenizer_matches_release_pipeline(context_length):
+    """Ids equal cn-clip's on the release's preprocessed text, truncation included."""
+    assert len(TEXTS) >= 30
+    tokenizer = ChineseBertTokenizer(context_length=context_length)
+    expected = cn_clip_utils.tokenize([cn_clip_data._preprocess_text(t) for t in TEXTS],
+                                      context_length=context_length)
+    ids = tokenizer(TEXTS)
+    assert ids.dtype == torch.long and ids.shape == (len(TEXTS), context_length)
+    mismatched = [TEXTS[i][:30] for i in range(len(TEXTS)) if not torch.equal(ids[i], expected[i])]
+    assert not mismatched, f'token ids differ from cn-clip for {mismatched}'
+    # the long reports are really truncated: [SEP] at the last position
+    assert ids[-1, -1].item() == tokenizer.sep_token_id
+
+
+def test_tokenizer_matches_cn_clip_tokenize_raw():
+    """Without the release's text normalisation, ids equal cn_clip.clip.tokenize on raw text."""
+    tokenizer = ChineseBertTokenizer(context_length=52, normalize_text=False)
+    assert torch.equal(tokenizer(TEXTS), cn_clip_utils.tokenize(TEXTS, context_length=52))
+    for text in TEXTS[:5]:
+        assert torch.equal(tokenizer(text), cn_clip_utils.tokenize(text, context_length=52)[0])
+
+
+#: Blocks of uniform characters (ideographs, Hangul syllables), sampled in the quick check.
+UNIFORM_BLOCKS = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7AF), (0x20000, 0x2FA1F))
+
+
+def fast_path_code_points(sample_uniform_blocks: bool):
+    for start, end in FAST_PATH_RANGES:
+        for cp in range(start, end + 1):
+            uniform = any(a <= cp <= b for a, b in UNIFORM_BLOCKS)
+            if not (sample_uniform_blocks and uniform and cp % 97):
+                yield cp
+
+
+@pytest.mark.parametrize('exhaustive', [
+    False, pytest.param(True, marks=pytest.mark.slow)], ids=['sampled', 'exhaustive'])
+def test_fast_path_characters_tokenise_as_the_original(exhaustive):
+    """Every character of FAST_PATH_RANGES, in and between words, gives the original's ids.
+
+    Without the uniform blocks' sampling this checks every code point (about 15 s).
+    """
+    tokenizer = ChineseBertTokenizer()
+    original = FullTokenizer(vocab_file=tokenizer.vocab_file)
+    probes = [f'a{chr(cp)}b {chr(cp)} 中{chr(cp)}1'
+              for cp in fast_path_code_points(sample_uniform_blocks=not exhaustive)]
+    fast = tokenizer._fast.backend_tokenizer.encode_batch(probes, add_special_tokens=False)
+    mismatched = [hex(ord(probe[1])) for probe, encoding in zip(probes, fast)
+                  if encoding.ids != original.convert_tokens_to_ids(original.tokenize(probe))]
+    assert not mismatched, f'the fast tokenizer differs from the original on {mismatched[:50]}'
+
+
+def save_release_checkpoint(model: torch.nn.Module, path: Path) -> None:
+    """Save like the release: fp16, DDP's ``module.`` prefix, inside a training dict."""
+    state_dict = {f'module.{k}': v.half() if v.is_floating_point() else v
+                  for k, v in model.state_dict().items()}
+    torch.save({'epoch': 20, 'step': 35000, 'name': 'vilref', 'state_dict': state_dict}, path)
+
+
+def build_reference(name: str) -> torch.nn.Module:
+    """A random cn-clip model in fp32 eval mode (no download)."""
+    torch.manual_seed(0)
+    model = cn_clip_utils.create_model(name).float().eval()
+    # non-trivial BatchNorm parameters and statistics (cn-clip zero-initialises the last BN
+    # of each bottleneck), so that every weight and buffer matters
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.0)
+                module.bias.uniform_(-0.1, 0.1)
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+@pytest.mark.parametrize('name, config, use_cli', [
+    ('ViT-B-16@RoBERTa-wwm-ext-base-chinese', 'configs/vilref/pretrain_vitb.py', True),
+    ('RN50@RoBERTa-wwm-ext-base-chinese', 'configs/vilref/pretrain_rn50.py', False),
+])
+def test_converted_release_matches_reference(tmp_path, name, config, use_cli):
+    reference = build_reference(name)
+    src, dst = tmp_path / 'release.pt', tmp_path / 'converted.pth'
+    save_release_checkpoint(reference, src)
+    # compare against the weights as saved (fp16-rounded), in fp32
+    reference.load_state_dict(
+        {k[len('module.'):]: v.float() if v.is_floating_point() else v
+         for k, v in torch.load(src, weights_only=True)['state_dict'].items()})
+    if use_cli:
+        subprocess.run([sys.executable, str(ROOT / 'tools/model_converters/vilref_to_mm.py'),
+                        str(src), str(dst)], check=True, cwd=ROOT)
+    else:
+        convert_checkpoint(str(src), str(dst))
+
+    model = MODELS.build(Config.fromfile(ROOT / config).model).eval()
+    load_checkpoint(model, str(dst), strict=True)
+
+    torch.manual_seed(1)
+    images = torch.randn(2, 3, 224, 224)
+    texts = [TEXTS[11], LONG_REPORT]
+    text_ids = cn_clip_utils.tokenize([cn_clip_data._preprocess_text(t) for t in texts],
+                                      context_length=model.tokenizer.context_length)
+    assert torch.equal(model.tokenizer(texts), text_ids)
+    with torch.no_grad():
+        ref_image, ref_text = reference.encode_image(images), reference.encode_text(text_ids)
+        image, text = model.encode_image(images), model.encode_text(text_ids)
+        torch.testing.assert_close(image, ref_image, rtol=0, atol=TOL)
+        torch.testing.assert_close(text, ref_text, rtol=0, atol=TOL)
+        torch.testing.assert_close(model.extract_image_feat(images),
+                                   ref_image / ref_image.norm(dim=-1, keepdim=True),
+                                   rtol=0, atol=TOL)
+        torch.testing.assert_close(model.extract_text_feat(texts),
+                                   ref_text / ref_text.norm(dim=-1, keepdim=True),
+                                   rtol=0, atol=TOL)
+        assert model.logit_scale.item() == reference.logit_scale.item()
