@@ -27,7 +27,7 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
-    package_data={'vilref_mm': ['labeling/*.yaml', 'labeling/*.json']},
+    package_data={'vilref_mm': ['labeling/*.yaml', 'evaluation/*.yaml']},
     include_package_data=True,
     install_requires=read_requirements('runtime.txt'),
     extras_require={'tests': read_requirements('tests.txt')},

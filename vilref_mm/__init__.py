@@ -4,7 +4,7 @@ Importing it registers the models, losses, hooks, datasets, transforms and metri
 mmpretrain's registries, the image backbones also in mmsegmentation's, and the runner and the
 safe checkpoint loader in MMEngine.
 """
-from . import engine, labeling, models, utils  # noqa: F401  (registration)
+from . import datasets, engine, evaluation, labeling, models, utils  # noqa: F401  (registration)
 from .version import __version__
 
 __all__ = ['__version__']

@@ -1,3 +1,4 @@
+from .hooks import MemoryQueueHook, MomentumUpdateHook
 from .runner import ViLReFRunner, build_runner
 
-__all__ = ['ViLReFRunner', 'build_runner']
+__all__ = ['ViLReFRunner', 'build_runner', 'MomentumUpdateHook', 'MemoryQueueHook']

@@ -110,12 +110,15 @@ def resolve_class_names(class_names: ClassNames) -> Dict[str, List[str]]:
 
     Args:
         class_names: A mapping ``key -> name | [names]``; a list of keys of the default
-            prompt file (``prompts_zh.yaml``); or the path of a prompt YAML file whose
-            ``class_names`` are used.
+            prompt file (``prompts_zh.yaml``); the path of a prompt YAML file whose
+            ``class_names`` are used; or None for every class of the default prompt file
+            (the default label set, in its order).
 
     Returns:
         dict: Key -> list of names, in the given order (the order of the scores).
     """
+    if class_names is None:
+        return _section(DEFAULT_PROMPTS, 'class_names')
     if isinstance(class_names, (str, Path)):
         return _section(class_names, 'class_names')
     if isinstance(class_names, Mapping):
@@ -213,8 +216,9 @@ class ZeroShotClassifier:
 
     Args:
         class_names: Key -> Chinese name(s) (a dict), label keys of the default prompt file
-            (a list), or a prompt YAML file. Their order is the order of the scores and must
-            be the dataset's class order.
+            (a list), a prompt YAML file, or None for every class of the default prompt file
+            (the default label set). Their order is the order of the scores and must be the
+            dataset's class order.
         templates: Prompt templates (a list with one '{}' each) or a prompt YAML file.
             Defaults to the templates of ``prompts_zh.yaml``.
         mode: 'multilabel' (independent per-class probabilities) or 'multiclass' (softmax).
@@ -227,7 +231,7 @@ class ZeroShotClassifier:
     """
 
     def __init__(self,
-                 class_names: ClassNames,
+                 class_names: Optional[ClassNames] = None,
                  templates: Templates = None,
                  mode: str = 'multilabel',
                  multilabel_score: str = 'normal',
@@ -259,8 +263,8 @@ class ZeroShotClassifier:
     def set_prompts(self, class_names: Optional[ClassNames] = None,
                     templates: Templates = None) -> None:
         """Set class names and/or templates (None keeps the current ones; on construction,
-        templates None means the defaults) and drop the cached prototypes."""
-        if class_names is not None:
+        None means the defaults) and drop the cached prototypes."""
+        if class_names is not None or not hasattr(self, 'class_names'):
             self.class_names = resolve_class_names(class_names)
         if templates is not None or not hasattr(self, 'templates'):
             self.templates = resolve_templates(templates)

@@ -1,14 +1,22 @@
 """ViLReF: the CLIP-style dual encoder (image tower, Chinese BERT text tower)."""
+import copy
 import math
-from typing import Dict, List, Optional, Sequence, Union
+import re
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.dist import all_gather
 from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS, TOKENIZER
 
+from vilref_mm.evaluation import ZeroShotClassifier
+from .memory import MemoryQueue
+
 Texts = Union[str, Sequence[str], torch.Tensor]
+# State that a released or converted checkpoint lacks: momentum towers and the memory queue.
+_MOMENTUM_STATE = re.compile(r'(^|\.)(momentum_|memory_queue\.)')
 
 
 @MODELS.register_module()
@@ -46,6 +54,14 @@ class ViLReF(BaseModel):
         loss (dict): Config of the contrastive loss, called as
             ``loss(image_feats, text_feats, labels, scale)``. Defaults to WSCL
             with ``gamma=1``.
+        queue_size (int): Entries K of the memory queue of momentum features
+            (batch expansion, ``docs/method.md``); a multiple of the global
+            batch. 0 trains without momentum encoders and queue. Defaults to 0.
+        num_classes (int): Length C of the label vectors the queue stores.
+            Defaults to 25 (the default label set).
+        zero_shot (dict, optional): Arguments of
+            :class:`~vilref_mm.evaluation.ZeroShotClassifier` (``class_names``,
+            ``templates``, ``mode``, ...) used by ``predict``. Defaults to None.
         init_logit_scale (float): Initial ``logit_scale``. Defaults to
             ``log(1 / 0.07)``.
         max_logit_scale (float): Upper bound that :meth:`clamp_logit_scale`
@@ -64,6 +80,9 @@ class ViLReF(BaseModel):
                  image_projection: bool = True,
                  tokenizer: dict = dict(type='ChineseBertTokenizer', context_length=52),
                  loss: dict = dict(type='WeightedSimilarityCouplingLoss', gamma=1.0),
+                 queue_size: int = 0,
+                 num_classes: int = 25,
+                 zero_shot: Optional[dict] = None,
                  init_logit_scale: float = math.log(1 / 0.07),
                  max_logit_scale: float = math.log(100),
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
@@ -87,6 +106,65 @@ class ViLReF(BaseModel):
         self.max_logit_scale = max_logit_scale
         self.tokenizer = TOKENIZER.build(tokenizer)
         self.loss_module = MODELS.build(loss)
+        self.zero_shot = ZeroShotClassifier(**zero_shot) if zero_shot else None
+
+        # Batch expansion: momentum (EMA) copies of both towers feed a memory queue.
+        self.memory_queue = None
+        self._momentum_batch: Optional[Tuple[torch.Tensor, ...]] = None
+        if queue_size > 0:
+            self.momentum_image_encoder = copy.deepcopy(self.image_encoder).requires_grad_(False)
+            self.momentum_text_encoder = copy.deepcopy(self.text_encoder).requires_grad_(False)
+            self.register_buffer(
+                'momentum_image_projection',
+                None if self.image_projection is None else self.image_projection.detach().clone())
+            self.register_buffer('momentum_text_projection', self.text_projection.detach().clone())
+            self.memory_queue = MemoryQueue(queue_size, embed_dims, num_classes)
+            self.register_load_state_dict_post_hook(self._complete_momentum_state)
+
+    def _momentum_pairs(self, buffers: bool = False) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """(online, momentum) pairs of the towers' parameters and the projections, or, with
+        ``buffers=True``, of the towers' buffers (e.g. BatchNorm statistics)."""
+        towers = ((self.image_encoder, self.momentum_image_encoder),
+                  (self.text_encoder, self.momentum_text_encoder))
+        if buffers:
+            return [pair for online, momentum in towers
+                    for pair in zip(online.buffers(), momentum.buffers())]
+        pairs = [pair for online, momentum in towers
+                 for pair in zip(online.parameters(), momentum.parameters())]
+        if self.image_projection is not None:
+            pairs.append((self.image_projection, self.momentum_image_projection))
+        pairs.append((self.text_projection, self.momentum_text_projection))
+        return pairs
+
+    @torch.no_grad()
+    def momentum_update(self, momentum: float) -> None:
+        """EMA step of the momentum towers, ``theta_m <- m * theta_m + (1 - m) * theta``;
+        their buffers follow the online towers' buffers."""
+        pairs = self._momentum_pairs()
+        torch._foreach_lerp_([m for _, m in pairs], [o.detach() for o, _ in pairs],
+                             1.0 - momentum)
+        pairs = self._momentum_pairs(buffers=True)
+        if pairs:
+            torch._foreach_copy_([m for _, m in pairs], [o for o, _ in pairs])
+
+    def reset_momentum(self) -> None:
+        """Copy the online towers into the momentum towers (exactly: lerp with weight 1)."""
+        self.momentum_update(0.0)
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.memory_queue is not None:
+            self.reset_momentum()
+
+    def _complete_momentum_state(self, module: nn.Module, incompatible_keys) -> None:
+        """After loading a checkpoint without momentum towers or queue (a released or
+        converted one), build the towers from the loaded online weights and keep the queue
+        empty, instead of reporting their keys as missing."""
+        missing = [k for k in incompatible_keys.missing_keys if _MOMENTUM_STATE.search(k)]
+        if any('.memory_queue.' not in f'.{k}' for k in missing):
+            self.reset_momentum()
+        for key in missing:
+            incompatible_keys.missing_keys.remove(key)
 
     @torch.no_grad()
     def clamp_logit_scale(self) -> None:
@@ -186,7 +264,12 @@ class ViLReF(BaseModel):
     def loss(self,
              inputs: Dict[str, torch.Tensor],
              data_samples: Optional[List] = None) -> Dict[str, torch.Tensor]:
-        """The contrastive loss of a batch of image-text pairs.
+        """The WSCL loss of a batch of image-text pairs, against the memory queue if any.
+
+        ``logit_scale`` is first clamped to [0, ``max_logit_scale``] in place, so the value
+        used is always clamped (the clamp follows every optimizer step). With a queue, the
+        momentum towers also encode the batch (no gradient); :class:`MemoryQueueHook`
+        enqueues those features after the step.
 
         Args:
             inputs (dict): ``images`` (B, 3, H, W), ``text_ids`` (B, L) and
@@ -195,31 +278,78 @@ class ViLReF(BaseModel):
             data_samples (list, optional): Unused.
 
         Returns:
-            dict: ``loss`` and, for logging, ``logit_scale`` (the current
-            ``exp(logit_scale)``, detached).
+            dict: ``loss`` and, for logging, ``logit_scale`` (``exp(logit_scale)``), the
+            share of in-batch pairs eliminated as false negatives (``eliminated``) and the
+            queue's fill ratio (``queue_fill``).
         """
         missing = {'images', 'text_ids'} - set(inputs)
         if missing:
             raise KeyError(f'ViLReF.loss needs images and text_ids; the batch lacks '
                            f'{sorted(missing)} (check the pipeline packs them)')
-        image_feats = self.extract_image_feat(inputs['images'])
-        text_feats = self.extract_text_feat(inputs['text_ids'])
+        self.clamp_logit_scale()
+        images, text_ids = inputs['images'], inputs['text_ids']
+        image_feats = self.extract_image_feat(images)
+        text_feats = self.extract_text_feat(text_ids)
         labels = inputs.get('labels')
         if labels is None:
-            labels = image_feats.new_zeros(image_feats.size(0), 1)
+            num_classes = 1 if self.memory_queue is None else self.memory_queue.labels.size(1)
+            labels = image_feats.new_zeros(image_feats.size(0), num_classes)
         scale = self.logit_scale.exp()
-        loss = self.loss_module(image_feats, text_feats, labels, scale)
-        return {'loss': loss, 'logit_scale': scale.detach()}
+        losses = {}
+        if self.memory_queue is None:
+            losses['loss'] = self.loss_module(image_feats, text_feats, labels, scale)
+        else:
+            with torch.no_grad():
+                self._momentum_batch = (self._momentum_image_feat(images),
+                                        self._momentum_text_feat(text_ids), labels.detach())
+            losses['loss'] = self.loss_module(image_feats, text_feats, labels, scale,
+                                              *self.memory_queue.filled())
+            losses['queue_fill'] = torch.tensor(self.memory_queue.fill / self.memory_queue.size)
+        losses['logit_scale'] = scale.detach()
+        eliminated = getattr(self.loss_module, 'last_eliminated_share', None)
+        if eliminated is not None:
+            losses['eliminated'] = eliminated
+        return losses
+
+    def _momentum_image_feat(self, images: torch.Tensor) -> torch.Tensor:
+        feats = self.momentum_image_encoder(images)
+        if isinstance(feats, (tuple, list)):
+            feats = feats[-1]
+        if self.momentum_image_projection is not None:
+            feats = feats @ self.momentum_image_projection
+        return F.normalize(feats, dim=-1)
+
+    def _momentum_text_feat(self, text_ids: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.momentum_text_encoder(text_ids) @ self.momentum_text_projection,
+                           dim=-1)
+
+    @torch.no_grad()
+    def enqueue_momentum_batch(self) -> None:
+        """Enqueue the last training batch's momentum features and labels, gathered from all
+        ranks (every rank holds the same queue). Called by :class:`MemoryQueueHook`."""
+        if self._momentum_batch is None:
+            return
+        self.memory_queue.enqueue(*(torch.cat(all_gather(t)) for t in self._momentum_batch))
+        self._momentum_batch = None
+
+    def discard_momentum_batch(self) -> None:
+        """Drop the last batch's momentum features (queue warm-up)."""
+        self._momentum_batch = None
 
     def predict(self, inputs: Dict[str, torch.Tensor], data_samples: Optional[List] = None):
-        """Zero-shot classification (not available yet).
+        """Zero-shot classification with the prompts of ``zero_shot``.
 
-        Raises:
-            NotImplementedError: Always: no class prompts can be configured
-                yet. Use ``mode='tensor'``, :meth:`extract_image_feat` and
-                :meth:`extract_text_feat` for embeddings.
+        Args:
+            inputs (dict): ``images`` (B, 3, H, W), normalised.
+            data_samples (list[DataSample], optional): The batch's samples.
+
+        Returns:
+            list[DataSample]: With ``pred_score`` (per class) and, for multi-class,
+            ``pred_label``.
         """
-        raise NotImplementedError(
-            'ViLReF.predict (zero-shot classification) needs class prompts, which cannot be '
-            "configured yet; use mode='tensor', extract_image_feat() and extract_text_feat() "
-            'to compute embeddings')
+        if self.zero_shot is None:
+            raise ValueError(
+                "ViLReF.predict needs class prompts: set model.zero_shot=dict(class_names=..., "
+                "mode='multilabel' or 'multiclass') in the config (docs/zero_shot.md)")
+        return self.zero_shot.predict(self, self.extract_image_feat(inputs['images']),
+                                      data_samples)

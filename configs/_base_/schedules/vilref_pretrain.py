@@ -1,0 +1,28 @@
+# ViLReF ViT-B/16 pre-training schedule (method.md): AdamW, lr 3e-5 with 100 warm-up
+# iterations and cosine decay, 20 epochs; no weight decay on norms, biases, embeddings and
+# logit_scale. bf16 autocast with `tools/train.py --amp` (CUDA).
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=3e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.001),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.,
+        bias_decay_mult=0.,
+        custom_keys={
+            'cls_token': dict(decay_mult=0.),
+            'pos_embed': dict(decay_mult=0.),
+            'embeddings': dict(decay_mult=0.),
+            'logit_scale': dict(decay_mult=0.),
+        }),
+)
+
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=100),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=20, eta_min=0.,
+         convert_to_iter_based=True),
+]
+
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=20, val_interval=1)
+val_cfg = dict()
+test_cfg = dict()
+# The release trained on 8 GPUs x 32 samples.
+auto_scale_lr = dict(base_batch_size=256)

@@ -1,0 +1,138 @@
+"""ViLReF's batch expansion: momentum towers, the queue in the loss, checkpoints without them."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.runner.checkpoint import load_state_dict
+
+import vilref_mm.models  # noqa: F401  registers the modules
+from mmpretrain.registry import MODELS
+
+TINY_BERT = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                 intermediate_size=64, hidden_dropout_prob=0., attention_probs_dropout_prob=0.)
+TINY_MODEL = dict(
+    type='ViLReF',
+    image_encoder=dict(
+        type='ViLReFViT',
+        arch=dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64),
+        img_size=32,
+        patch_size=16),
+    text_encoder=dict(type='ChineseBertEncoder', bert_cfg=TINY_BERT),
+    embed_dims=16,
+    num_classes=3,
+    tokenizer=dict(type='ChineseBertTokenizer', context_length=12))
+
+
+def tiny_model(queue_size: int = 8):
+    torch.manual_seed(0)
+    model = MODELS.build({**TINY_MODEL, 'queue_size': queue_size})
+    model.init_weights()
+    return model
+
+
+def batch(seed: int, n: int = 4) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, 5000, (n, 12), generator=generator)
+    ids[:, 0] = 101
+    return {
+        'images': torch.randn(n, 3, 32, 32, generator=generator),
+        'text_ids': ids,
+        'labels': (torch.rand(n, 3, generator=generator) > 0.5).float(),
+    }
+
+
+def _pairs(model):
+    return model._momentum_pairs() + model._momentum_pairs(buffers=True)
+
+
+def test_momentum_towers_start_as_copies_and_follow_the_ema():
+    model = tiny_model()
+    pairs = _pairs(model)
+    assert pairs and all(torch.equal(online, momentum) for online, momentum in pairs)
+    assert not any(p.requires_grad for p in model.momentum_image_encoder.parameters())
+    assert not any(p.requires_grad for p in model.momentum_text_encoder.parameters())
+
+    old = [momentum.clone() for _, momentum in model._momentum_pairs()]
+    with torch.no_grad():
+        for online, _ in model._momentum_pairs():
+            online.add_(torch.randn_like(online))
+    model.momentum_update(0.9)
+    for (online, momentum), before in zip(model._momentum_pairs(), old):
+        torch.testing.assert_close(momentum, 0.9 * before + 0.1 * online)
+
+
+def test_loss_uses_the_momentum_features_of_earlier_batches():
+    model = tiny_model(queue_size=8)
+    first = batch(0)
+    out = model.loss(first)
+    assert model.memory_queue.fill == 0 and float(out['queue_fill']) == 0.0
+    with torch.no_grad():
+        expected_queue = (model._momentum_image_feat(first['images']),
+                          model._momentum_text_feat(first['text_ids']), first['labels'])
+    model.enqueue_momentum_batch()
+    assert model.memory_queue.fill == 4
+
+    second = batch(1)
+    loss = model.loss(second)['loss']
+    image = model.extract_image_feat(second['images'])
+    text = model.extract_text_feat(second['text_ids'])
+    reference = model.loss_module(image, text, second['labels'], model.logit_scale.exp(),
+                                  *expected_queue)
+    torch.testing.assert_close(loss, reference)
+    without_queue = model.loss_module(image, text, second['labels'], model.logit_scale.exp())
+    assert not torch.allclose(loss, without_queue)
+    # Only the online towers receive gradients.
+    loss.backward()
+    assert model.image_projection.grad is not None
+    assert all(p.grad is None for p in model.momentum_text_encoder.parameters())
+
+
+def test_logit_scale_is_clamped_before_use():
+    model = tiny_model()
+    with torch.no_grad():
+        model.logit_scale.fill_(10.0)
+    out = model.loss(batch(0))
+    assert model.logit_scale.item() == pytest.approx(model.max_logit_scale)
+    assert float(out['logit_scale']) == pytest.approx(100.0)
+
+
+def test_checkpoint_without_momentum_state_builds_the_towers_from_it():
+    plain = tiny_model(queue_size=0)
+    with torch.no_grad():
+        for param in plain.parameters():
+            param.add_(1.0)
+    model = tiny_model(queue_size=8)
+    model.loss(batch(0))
+    model.enqueue_momentum_batch()
+    # A released/converted checkpoint: online weights only; strict loading must accept it.
+    load_state_dict(model, plain.state_dict(), strict=True)
+    model.load_state_dict(plain.state_dict(), strict=True)
+    for name, param in plain.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], param)
+    assert all(torch.equal(online, momentum) for online, momentum in _pairs(model))
+
+
+def test_full_state_dict_round_trip_keeps_momentum_and_queue():
+    model = tiny_model(queue_size=8)
+    model.loss(batch(0))
+    model.enqueue_momentum_batch()
+    model.momentum_update(0.5)
+    with torch.no_grad():
+        model.momentum_text_projection.add_(1.0)
+    restored = tiny_model(queue_size=8)
+    restored.load_state_dict(copy.deepcopy(model.state_dict()), strict=True)
+    assert restored.memory_queue.fill == 4
+    for key, value in model.state_dict().items():
+        assert torch.equal(restored.state_dict()[key], value), key
+
+
+def test_without_queue_the_loss_is_plain_wscl():
+    model = tiny_model(queue_size=0)
+    assert model.memory_queue is None and not hasattr(model, 'momentum_image_encoder')
+    data = batch(0)
+    loss = model.loss(data)['loss']
+    image = F.normalize(model.encode_image(data['images']), dim=-1)
+    text = F.normalize(model.encode_text(data['text_ids']), dim=-1)
+    torch.testing.assert_close(
+        loss, model.loss_module(image, text, data['labels'], model.logit_scale.exp()))

@@ -1,0 +1,3 @@
+from .vilref_hooks import MemoryQueueHook, MomentumUpdateHook
+
+__all__ = ['MomentumUpdateHook', 'MemoryQueueHook']
