@@ -41,6 +41,7 @@ train_dataloader = dict(
     batch_size=32,
     num_workers=1,
     persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(data_root=data_root, ann_file='train.jsonl', pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=64,
