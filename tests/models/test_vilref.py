@@ -35,7 +35,7 @@ def tiny_model(**overrides) -> ViLReF:
     return MODELS.build({**TINY_MODEL, **overrides})
 
 
-def packed_batch(model: ViLReF, size: int, num: int = 2) -> dict:
+def packed_batch(model: ViLReF, size: int, num: int = 2, num_classes: int = 3) -> dict:
     """A batch as the pre-training pipeline packs it: per-sample uint8 BGR images, ids, labels."""
     generator = torch.Generator().manual_seed(0)
     return {
@@ -43,8 +43,9 @@ def packed_batch(model: ViLReF, size: int, num: int = 2) -> dict:
             'images': [torch.randint(0, 256, (3, size, size), dtype=torch.uint8,
                                      generator=generator) for _ in range(num)],
             'text_ids': list(model.tokenizer(REPORTS[:num])),
-            'labels': [torch.tensor([1., 0., 1.]), torch.tensor([0., 1., 0.]),
-                       torch.tensor([1., 0., 1.])][:num],
+            # Samples 0 and 2 share their findings; C = the model's label length.
+            'labels': [F.pad(torch.tensor(row), (0, num_classes - 3))
+                       for row in ([1., 0., 1.], [0., 1., 0.], [1., 0., 1.])][:num],
         }
     }
 
@@ -56,7 +57,7 @@ def test_pretrain_vitb_forward_backward_on_cpu():
     model = MODELS.build(cfg.model).train()
     assert model.image_projection.shape == (768, 512)
     assert model.text_projection.shape == (768, 512)
-    data = model.data_preprocessor(packed_batch(model, 224), training=True)
+    data = model.data_preprocessor(packed_batch(model, 224, num_classes=25), training=True)
     assert data['inputs']['images'].shape == (2, 3, 224, 224)
     losses = model(**data, mode='loss')
     assert torch.isfinite(losses['loss'])
@@ -116,7 +117,7 @@ def test_tensor_mode_and_feature_extraction():
         torch.testing.assert_close(model.extract_text_feat(REPORTS[0]), feats['text_feats'][:1])
         images_only = model(data['inputs']['images'], mode='tensor')
     assert set(images_only) == {'image_feats'}
-    with pytest.raises(NotImplementedError, match='prompts'):
+    with pytest.raises(ValueError, match='class prompts'):
         model(**data, mode='predict')
     with pytest.raises(ValueError, match='invalid mode'):
         model(**data, mode='unknown')

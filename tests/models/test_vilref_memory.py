@@ -136,3 +136,21 @@ def test_without_queue_the_loss_is_plain_wscl():
     text = F.normalize(model.encode_text(data['text_ids']), dim=-1)
     torch.testing.assert_close(
         loss, model.loss_module(image, text, data['labels'], model.logit_scale.exp()))
+
+
+def test_label_length_must_match_the_queue():
+    model = tiny_model()
+    data = batch(0)
+    data['labels'] = torch.zeros(4, 5)
+    with pytest.raises(ValueError, match='model.num_classes'):
+        model.loss(data)
+
+
+def test_predict_scores_every_class_with_the_prompts():
+    from mmpretrain.structures import DataSample
+    torch.manual_seed(0)
+    model = MODELS.build({**TINY_MODEL, 'zero_shot': dict(class_names=['hemorrhage', 'drusen'])})
+    samples = [DataSample().set_gt_score(torch.tensor([1., 0.])) for _ in range(4)]
+    out = model(batch(0)['images'], samples, mode='predict')
+    scores = torch.stack([sample.pred_score for sample in out])
+    assert scores.shape == (4, 2) and ((scores > 0) & (scores < 1)).all()

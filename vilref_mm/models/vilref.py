@@ -294,6 +294,11 @@ class ViLReF(BaseModel):
         if labels is None:
             num_classes = 1 if self.memory_queue is None else self.memory_queue.labels.size(1)
             labels = image_feats.new_zeros(image_feats.size(0), num_classes)
+        if self.memory_queue is not None and labels.size(1) != self.memory_queue.labels.size(1):
+            raise ValueError(
+                f'ViLReF: the batch has label vectors of length {labels.size(1)} but the memory '
+                f'queue stores {self.memory_queue.labels.size(1)}; set model.num_classes to the '
+                "number of the dataset's classes")
         scale = self.logit_scale.exp()
         losses = {}
         if self.memory_queue is None:
