@@ -680,7 +680,7 @@ class _Painter:
 
     # ---------------------------------------------------------------- the whole image
     def draw(self) -> FundusImage:
-        case, rng = self.case, self.rng
+        case = self.case
         findings = case.findings
         self.background()
         if 'chorioretinal_atrophy' in findings:
