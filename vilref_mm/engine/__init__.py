@@ -1,3 +1,4 @@
+from . import optimizers  # noqa: F401  (registers the layer-decay constructor in mmseg)
 from .hooks import MemoryQueueHook, MomentumUpdateHook
 from .runner import ViLReFRunner, build_runner
 

@@ -1,4 +1,4 @@
-"""Optimizer wrapper constructors, registered in mmsegmentation's ``OPTIM_WRAPPER_CONSTRUCTORS``."""
+"""Optimizer wrapper constructors, registered in mmseg's ``OPTIM_WRAPPER_CONSTRUCTORS``."""
 from .layer_decay import BackboneLayerDecayOptimWrapperConstructor
 
 __all__ = ['BackboneLayerDecayOptimWrapperConstructor']

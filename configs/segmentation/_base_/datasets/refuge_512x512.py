@@ -1,0 +1,5 @@
+# mmseg's refuge.py (512 x 512 training crops already) with mDice + mIoU.
+_base_ = ['mmseg::_base_/datasets/refuge.py']
+
+val_evaluator = dict(type='IoUMetric', iou_metrics=['mDice', 'mIoU'])
+test_evaluator = val_evaluator

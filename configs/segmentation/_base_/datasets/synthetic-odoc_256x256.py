@@ -1,0 +1,35 @@
+# The synthetic optic disc and cup (`python tools/data/make_synthetic_fundus.py OUT_DIR` writes
+# OUT_DIR/odoc in mmseg's REFUGE layout; set data_root to it): the images resized to 256 px,
+# 256 x 256 training crops (nearly the whole image, so that every crop shows the disc).
+_base_ = ['mmseg::_base_/datasets/refuge.py']
+
+data_root = 'data/synthetic_fundus/odoc'
+img_scale = (256, 256)
+crop_size = (256, 256)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=False),
+    dict(type='RandomResize', scale=img_scale, ratio_range=(1.0, 1.25), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=False),
+    dict(type='PackSegInputs')
+]
+train_dataloader = dict(
+    num_workers=1,
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(
+    num_workers=1,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+# the generator writes no segmentation layout for its test split: test on validation
+test_dataloader = val_dataloader
+
+val_evaluator = dict(type='IoUMetric', iou_metrics=['mDice', 'mIoU'])
+test_evaluator = val_evaluator

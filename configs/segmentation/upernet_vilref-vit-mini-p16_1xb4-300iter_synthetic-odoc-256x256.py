@@ -1,0 +1,23 @@
+# CPU demo: optic disc and cup of the synthetic fundus set (data_root: OUT_DIR/odoc of
+# tools/data/make_synthetic_fundus.py) with the small pre-trained ViT of the demo, on the
+# 256 px images (the disc is large enough for 16 px patches) with cross-entropy + Dice loss.
+_base_ = [
+    './_base_/models/upernet_vilref-vit-mini-p16_mln.py',
+    './_base_/datasets/synthetic-odoc_256x256.py', 'mmseg::_base_/default_runtime.py',
+    './_base_/schedules/schedule_300iter_adamw-ld.py'
+]
+custom_imports = dict(imports=['vilref_mm'], allow_failed_imports=False)
+default_scope = 'mmseg'
+
+crop_size = (256, 256)
+data_preprocessor = dict(size=crop_size)
+model = dict(
+    data_preprocessor=data_preprocessor,
+    decode_head=dict(
+        num_classes=3,
+        loss_decode=[
+            dict(type='CrossEntropyLoss', loss_name='loss_ce', loss_weight=1.0),
+            dict(type='DiceLoss', loss_name='loss_dice', loss_weight=3.0)
+        ]),
+    auxiliary_head=dict(num_classes=3),
+    test_cfg=dict(mode='whole'))

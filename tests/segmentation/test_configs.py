@@ -1,0 +1,207 @@
+"""Every config of configs/segmentation: conventions, build, and a full-size prediction."""
+import copy
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import DefaultScope
+from mmseg.apis import inference_model
+from mmseg.registry import DATASETS, MODELS
+
+from vilref_mm.apis.segmentation import innermost_dataset_cfg
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / 'configs' / 'segmentation'
+CONFIGS = sorted(CONFIG_DIR.glob('*.py'))
+SYNTHETIC_CONFIGS = [c for c in CONFIGS if '_synthetic-' in c.name]
+#: Every width is divided by this in the reduced copies of the full-size configs.
+SHRINK = 16
+CLIP_MEAN = [122.771, 116.746, 104.094]
+CLIP_STD = [68.501, 66.632, 70.323]
+# {algorithm}_{backbone}_{gpus}xb{batch}-{schedule}_{dataset}-{crop}.py
+NAME = re.compile(r'^(upernet|fcn)_vilref-(vit-b16|rn50|vit-mini-p16)_(\d+)xb(\d+)-(\w+)_'
+                  r'(drive|chase-db1|stare|hrf|refuge|synthetic-vessels|synthetic-odoc)-'
+                  r'(\d+)x(\d+)$')
+DATASETS_BY_NAME = {'drive': 'DRIVEDataset', 'chase-db1': 'ChaseDB1Dataset',
+                    'stare': 'STAREDataset', 'hrf': 'HRFDataset', 'refuge': 'REFUGEDataset',
+                    'synthetic-vessels': 'DRIVEDataset', 'synthetic-odoc': 'REFUGEDataset'}
+
+
+def config_id(path: Path) -> str:
+    return path.stem
+
+
+def shrink_model(cfg: Config) -> Config:
+    """The config with every width divided by :data:`SHRINK` (same depths, heads, outputs).
+
+    ViT-B/16 becomes 48 wide (12 blocks, 12 heads of 4), ModifiedResNet-50 4 channels wide at
+    the stem (stages of 16-128), necks and heads as thin: a cheap stand-in that keeps every
+    index, scale and test setting of the config.
+    """
+    model = cfg.model
+    if model.backbone.type == 'ViLReFViT':
+        model.backbone.arch = dict(embed_dims=768 // SHRINK, num_layers=12, num_heads=12,
+                                   feedforward_channels=3072 // SHRINK)
+    else:
+        model.backbone.base_channels = 64 // SHRINK
+    for part in ('neck', 'decode_head', 'auxiliary_head'):
+        module = model.get(part) or {}
+        for key in ('in_channels', 'out_channels', 'channels'):
+            if key in module:
+                value = module[key]
+                module[key] = ([v // SHRINK for v in value] if isinstance(value, (list, tuple))
+                               else value // SHRINK)
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def mmseg_scope():
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        yield
+
+
+def test_expected_configs_exist():
+    names = {c.stem for c in CONFIGS}
+    for dataset in ('drive', 'chase-db1', 'stare', 'hrf', 'refuge'):
+        assert f'upernet_vilref-vit-b16_4xb4-40k_{dataset}-512x512' in names
+    for dataset in ('drive', 'refuge'):
+        assert f'upernet_vilref-rn50_4xb4-40k_{dataset}-512x512' in names
+    assert 'fcn_vilref-vit-b16_4xb4-40k_drive-512x512' in names
+    assert {c.stem.split('_')[-1].rsplit('-', 1)[0] for c in SYNTHETIC_CONFIGS} == {
+        'synthetic-vessels', 'synthetic-odoc'}
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=config_id)
+def test_config_conventions(path):
+    match = NAME.match(path.stem)
+    assert match, f'{path.name} does not follow mmseg naming'
+    algorithm, backbone, _, batch, _, dataset, crop_h, crop_w = match.groups()
+    cfg = Config.fromfile(path)
+
+    assert cfg.default_scope == 'mmseg'
+    assert cfg.custom_imports == dict(imports=['vilref_mm'], allow_failed_imports=False)
+    assert tuple(cfg.crop_size) == (int(crop_h), int(crop_w))
+    preprocessor = cfg.model.data_preprocessor
+    assert preprocessor.type == 'SegDataPreProcessor'
+    assert (preprocessor.mean, preprocessor.std) == (CLIP_MEAN, CLIP_STD)
+    assert preprocessor.bgr_to_rgb and tuple(preprocessor.size) == tuple(cfg.crop_size)
+    assert cfg.train_dataloader.batch_size == int(batch)
+    assert cfg.train_cfg.type == 'IterBasedTrainLoop'
+    for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
+        assert evaluator.type == 'IoUMetric'
+        assert evaluator.iou_metrics == ['mDice', 'mIoU']
+
+    # the training crop reaches the model, and the test setting fits the training crop
+    crops = [t.crop_size for t in innermost_dataset_cfg(cfg.train_dataloader).pipeline
+             if t.type == 'RandomCrop']
+    assert [tuple(c) for c in crops] == [tuple(cfg.crop_size)]
+    if cfg.model.test_cfg.mode == 'slide':
+        assert tuple(cfg.model.test_cfg.crop_size) == tuple(cfg.crop_size)
+        assert all(s < c for s, c in zip(cfg.model.test_cfg.stride, cfg.crop_size))
+
+    # the dataset, and one output per class
+    dataset_type = DATASETS_BY_NAME[dataset]
+    num_classes = len(DATASETS.get(dataset_type).METAINFO['classes'])
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        assert innermost_dataset_cfg(loader).type == dataset_type
+    assert cfg.model.decode_head.num_classes == num_classes
+    assert cfg.model.auxiliary_head.num_classes == num_classes
+    assert cfg.model.decode_head.type == ('UPerHead' if algorithm == 'upernet' else 'FCNHead')
+
+    model_backbone = cfg.model.backbone
+    if backbone.startswith('vit'):
+        assert model_backbone.type == 'ViLReFViT'
+        assert model_backbone.out_type == 'featmap'
+        assert model_backbone.get('mask_ratio', 0) == 0
+        assert all(c % model_backbone.patch_size == 0 for c in cfg.crop_size)
+    else:
+        assert model_backbone.type == 'ViLReFModifiedResNet'
+        assert tuple(model_backbone.out_indices) == (0, 1, 2, 3)
+    if backbone == 'vit-b16':
+        assert model_backbone.arch == 'b' and model_backbone.patch_size == 16
+        assert model_backbone.init_cfg.type == 'Pretrained'
+        if algorithm == 'upernet':
+            assert tuple(model_backbone.out_indices) == (3, 5, 7, 11)
+            assert cfg.model.neck.type == 'MultiLevelNeck'
+            assert cfg.model.neck.scales == [4, 2, 1, 0.5]
+            assert cfg.model.auxiliary_head.type == 'FCNHead'
+        assert cfg.optim_wrapper.constructor == 'BackboneLayerDecayOptimWrapperConstructor'
+
+
+@pytest.mark.parametrize('path', [c for c in CONFIGS if c not in SYNTHETIC_CONFIGS],
+                         ids=config_id)
+def test_full_size_model_builds(path):
+    cfg = Config.fromfile(path)
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    assert type(model.backbone).__name__ == cfg.model.backbone.type
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+    assert model.decode_head.num_classes == cfg.model.decode_head.num_classes
+    backbone_params = sum(p.numel() for p in model.backbone.parameters())
+    expected = 86e6 if cfg.model.backbone.type == 'ViLReFViT' else 38.3e6  # with attnpool
+    assert expected * 0.95 < backbone_params < expected * 1.1, backbone_params
+
+
+def _predict(cfg: Config, image: np.ndarray, test_scale: tuple = None) -> np.ndarray:
+    """Predict one BGR image with the config's test pipeline (``test_scale``: its Resize
+    target instead of the config's) and test_cfg."""
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model.init_weights()
+    model.eval()
+    pipeline = copy.deepcopy(innermost_dataset_cfg(cfg.test_dataloader).pipeline)
+    for transform in pipeline:
+        if transform.type == 'Resize' and test_scale is not None:
+            transform.scale = test_scale
+    model.cfg = Config(dict(test_pipeline=pipeline))
+    with torch.no_grad():
+        result = inference_model(model, image)
+    seg_logits = result.seg_logits.data
+    assert seg_logits.shape[0] == cfg.model.decode_head.num_classes
+    assert torch.isfinite(seg_logits).all()
+    prediction = result.pred_sem_seg.data[0].numpy()
+    assert prediction.shape == image.shape[:2]
+    assert prediction.min() >= 0 and prediction.max() < cfg.model.decode_head.num_classes
+    return prediction
+
+
+def _random_photo() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (150, 130, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=config_id)
+def test_predicts_full_size_mask(path):
+    """The config's test pipeline and slide / whole inference on one photograph.
+
+    Full-size configs run with every width divided by 16 (same blocks, indices and test
+    settings) and the photograph resized to 1.5 times the crop (2 x 2 sliding windows)
+    instead of the dataset's test scale (up to 3504 px for HRF: see the slow test below);
+    the synthetic configs run as they are.
+    """
+    cfg = Config.fromfile(path)
+    cfg.model.backbone.init_cfg = None  # random weights
+    if path in SYNTHETIC_CONFIGS:
+        _predict(cfg, _random_photo())
+    else:
+        _predict(shrink_model(cfg), _random_photo(),
+                 test_scale=tuple(c * 3 // 2 for c in cfg.crop_size))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('path', [c for c in CONFIGS if c not in SYNTHETIC_CONFIGS],
+                         ids=config_id)
+def test_predicts_at_dataset_test_scale(path):
+    """As above at the dataset's own test scale (35 windows for HRF)."""
+    cfg = shrink_model(Config.fromfile(path))
+    cfg.model.backbone.init_cfg = None
+    _predict(cfg, _random_photo())
+
+
+@pytest.mark.slow
+def test_vit_b16_predicts_drive_image():
+    """The unreduced ViT-B/16 UPerNet on a DRIVE-sized photograph (a minute on 2 CPU cores)."""
+    cfg = Config.fromfile(CONFIG_DIR / 'upernet_vilref-vit-b16_4xb4-40k_drive-512x512.py')
+    cfg.model.backbone.init_cfg = None
+    image = np.random.default_rng(0).integers(0, 256, (584, 565, 3), dtype=np.uint8)
+    _predict(cfg, image)
