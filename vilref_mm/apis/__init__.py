@@ -1,0 +1,1 @@
+"""High-level entry points: run the plugin's workflows from Python (import the submodules)."""

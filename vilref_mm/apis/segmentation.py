@@ -1,0 +1,272 @@
+"""Fine-tune and evaluate a ViLReF backbone under mmsegmentation decoders, in one call.
+
+:func:`finetune_segmentation` trains a config of ``configs/segmentation`` with the plugin's
+runner, evaluates per class on the validation split and draws the prediction for one
+photograph over it. The demo uses it on the synthetic fundus set::
+
+    from vilref_mm.apis.segmentation import finetune_segmentation
+    result = finetune_segmentation(
+        'configs/segmentation/upernet_vilref-vit-mini-p16_1xb4-300iter_synthetic-vessels-256x256.py',
+        data_root='data/synthetic_fundus/vessels', work_dir='work_dirs/seg_vessels',
+        pretrained='work_dirs/pretrain/iter_600.pth', trust_pretrained=True)
+    result['Dice']['vessel'], result['checkpoint'], result['overlay']
+"""
+import copy
+import os
+import os.path as osp
+import tempfile
+import time
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.runner import CheckpointLoader
+from mmseg.apis import inference_model
+from mmseg.evaluation import IoUMetric
+from torch import nn
+from torch.utils.data import DataLoader
+
+from vilref_mm.engine import build_runner
+from vilref_mm.utils.checkpoint import load_external_checkpoint, trusted_checkpoints
+
+#: Prefixes under which checkpoints hold a backbone: a ViLReF model (``image_encoder.``), an
+#: mmseg / mmpretrain model (``backbone.``); a backbone-only file has none.
+BACKBONE_PREFIXES = ('image_encoder.', 'backbone.')
+
+
+def innermost_dataset_cfg(dataloader_cfg: Mapping) -> ConfigDict:
+    """The dataset config of a dataloader config, inside dataset wrappers (``RepeatDataset``)."""
+    dataset = dataloader_cfg['dataset']
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    return dataset
+
+
+def read_backbone_state_dict(checkpoint: str, prefix: Optional[str] = 'auto',
+                             trusted: bool = False) -> Tuple[Dict[str, torch.Tensor], str]:
+    """The backbone weights of a checkpoint, keys without prefix, and that prefix.
+
+    Args:
+        checkpoint (str): A backbone-only file (``vilref_to_mm.py --backbone-only``), a
+            converted or pre-trained ViLReF model, or an mmseg / mmpretrain model.
+        prefix (str, optional): Prefix of the backbone's keys; 'auto' takes the first of
+            :data:`BACKBONE_PREFIXES` that occurs, else none. Defaults to 'auto'.
+        trusted (bool): The file was written by your own MMEngine training (it holds Python
+            objects besides tensors): read it with ``weights_only=False``. Defaults to False.
+
+    Returns:
+        tuple[dict, str]: The backbone's tensors and their prefix in the file ('' for none).
+    """
+    if trusted:
+        with trusted_checkpoints():
+            content = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    else:
+        content = load_external_checkpoint(checkpoint)
+    state_dict = content.get('state_dict', content) if isinstance(content, Mapping) else None
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f'{checkpoint}: holds {type(content).__name__}, not a state dict')
+    if prefix == 'auto':
+        prefix = next((p for p in BACKBONE_PREFIXES if any(k.startswith(p) for k in state_dict)),
+                      '')
+    prefix = prefix or ''
+    weights = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not weights:
+        raise ValueError(f'{checkpoint}: no key starts with the prefix {prefix!r}; pass the '
+                         'prefix of the image encoder (e.g. "image_encoder.") or None')
+    return weights, prefix
+
+
+def check_backbone_weights(weights: Mapping[str, torch.Tensor], backbone: nn.Module,
+                           source: str) -> None:
+    """Raise if ``weights`` lack or misshape a parameter of ``backbone``.
+
+    Position embeddings may differ in length (they are resized when loaded).
+    """
+    expected = backbone.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    misshapen = [f'{k}: {tuple(weights[k].shape)} != {tuple(v.shape)}'
+                 for k, v in expected.items()
+                 if k in weights and k != 'pos_embed' and weights[k].shape != v.shape]
+    if missing or misshapen:
+        raise ValueError(
+            f'{source} does not fit the config\'s backbone ({type(backbone).__name__}): '
+            f'missing {missing[:10]}{" ..." if len(missing) > 10 else ""}, '
+            f'misshapen {misshapen[:10]}; set the backbone (arch, patch_size) and the neck '
+            'and head channels to those of the checkpoint with cfg_options')
+
+
+def overlay_prediction(image: np.ndarray, prediction: np.ndarray,
+                       palette: Sequence[Sequence[int]], opacity: float = 0.6) -> np.ndarray:
+    """Paint every class but the background (0) in its palette colour over a BGR image.
+
+    Args:
+        image (np.ndarray): (H, W, 3) uint8 BGR image.
+        prediction (np.ndarray): (H, W) class indices.
+        palette (Sequence): RGB colour of every class (mmseg's ``dataset_meta['palette']``).
+        opacity (float): Weight of the colour. Defaults to 0.6.
+
+    Returns:
+        np.ndarray: The painted BGR image.
+    """
+    painted = image.astype(np.float32)
+    for index, rgb in enumerate(palette):
+        mask = prediction == index
+        if index == 0 or not mask.any():
+            continue
+        painted[mask] = (1 - opacity) * painted[mask] + opacity * np.array(rgb[::-1])
+    return painted.round().astype(np.uint8)
+
+
+def write_png(path: str, image: np.ndarray) -> None:
+    """Write a PNG atomically."""
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    ok, data = cv2.imencode('.png', image)
+    if not ok:
+        raise RuntimeError(f'cannot encode {path} as PNG')
+    fd, tmp = tempfile.mkstemp(suffix='.png', dir=folder)
+    with os.fdopen(fd, 'wb') as f:
+        f.write(data.tobytes())
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def evaluate_per_class(model: nn.Module, dataloader: DataLoader,
+                       metrics: Sequence[str] = ('mDice', 'mIoU')) -> dict:
+    """mmseg's IoUMetric over a dataloader, per class as well.
+
+    Returns:
+        dict: ``aAcc`` and the means (``mDice``, ``mIoU``) as fractions in [0, 1], and for
+        each metric (``Dice``, ``IoU``) a dict class name -> fraction (NaN for a class that
+        is absent from both prediction and ground truth).
+    """
+    metric = IoUMetric(iou_metrics=list(metrics))
+    metric.dataset_meta = dataloader.dataset.metainfo
+    model.eval()
+    for data_batch in dataloader:
+        metric.process(data_batch, [sample.to_dict() for sample in model.test_step(data_batch)])
+    totals = [sum(result[i] for result in metric.results) for i in range(4)]
+    values = IoUMetric.total_area_to_metrics(*totals, metrics=list(metrics))
+    classes = metric.dataset_meta['classes']
+    result = {'aAcc': float(values.pop('aAcc'))}
+    for name, per_class in values.items():
+        per_class = per_class.numpy() if torch.is_tensor(per_class) else np.asarray(per_class)
+        if f'm{name}' in metrics:
+            result[f'm{name}'] = float(np.nanmean(per_class))
+            result[name] = {c.strip(): float(v) for c, v in zip(classes, per_class)}
+    return result
+
+
+def _override_max_iters(cfg: Config, max_iters: int) -> None:
+    """Set the training length; the schedule (warm-up, decay, checkpoints) scales with it."""
+    ratio = max_iters / cfg.train_cfg.max_iters
+    cfg.train_cfg.max_iters = max_iters
+    for scheduler in cfg.get('param_scheduler') or []:
+        begin = round(scheduler.get('begin', 0) * ratio)
+        scheduler.begin = begin
+        if scheduler.get('end') is not None:
+            scheduler.end = max(begin + 1, round(scheduler.end * ratio))
+    checkpoint = cfg.get('default_hooks', {}).get('checkpoint')
+    if checkpoint is not None and checkpoint.get('interval'):
+        checkpoint.interval = max(1, round(checkpoint.interval * ratio))
+
+
+def finetune_segmentation(config: Union[str, Config],
+                          data_root: str,
+                          work_dir: str,
+                          pretrained: Optional[str] = None,
+                          prefix: Optional[str] = 'auto',
+                          trust_pretrained: bool = False,
+                          max_iters: Optional[int] = None,
+                          cfg_options: Optional[dict] = None,
+                          overlay_image: Optional[str] = None,
+                          seed: int = 0) -> dict:
+    """Train a segmentation config, evaluate it per class and draw one prediction.
+
+    Training runs through :func:`vilref_mm.engine.build_runner` (checkpoint loading under
+    current torch, CPU distributed) without in-training validation; the trained model is
+    then evaluated once on the config's validation split with mmseg's ``IoUMetric``.
+
+    Args:
+        config (str | Config): A config of ``configs/segmentation``.
+        data_root (str): Dataset folder for the train, val and test dataloaders (e.g.
+            ``OUT_DIR/vessels`` or ``OUT_DIR/odoc`` of the synthetic generator).
+        work_dir (str): Logs, checkpoints and ``overlay.png``.
+        pretrained (str, optional): Backbone weights: a ``--backbone-only`` converted file,
+            a (converted or pre-trained) ViLReF checkpoint or an mmseg / mmpretrain model.
+            They are checked against the config's backbone before training. Defaults to
+            None: the config's own ``init_cfg``.
+        prefix (str, optional): Key prefix of the backbone in ``pretrained`` ('auto':
+            ``image_encoder.``, ``backbone.`` or none, whichever occurs). Defaults to 'auto'.
+        trust_pretrained (bool): ``pretrained`` was written by your own MMEngine training
+            (e.g. a pre-training ``iter_N.pth``): read it with ``weights_only=False``.
+            Defaults to False.
+        max_iters (int, optional): Training iterations; the config's schedule (warm-up,
+            decay, checkpoint interval) is scaled to them. Defaults to the config's.
+        cfg_options (dict, optional): Further overrides, as ``--cfg-options`` takes them.
+        overlay_image (str, optional): Photograph to predict and paint. Defaults to the first
+            validation image.
+        seed (int): Random seed. Defaults to 0.
+
+    Returns:
+        dict: ``mDice``, ``mIoU``, ``aAcc`` (fractions in [0, 1]), ``Dice`` and ``IoU`` (class
+        name -> fraction), ``checkpoint`` (the last checkpoint), ``overlay`` (PNG path),
+        ``train_seconds`` and ``iters``.
+    """
+    cfg = copy.deepcopy(config) if isinstance(config, Config) else Config.fromfile(config)
+    cfg.work_dir = work_dir
+    cfg.randomness = dict(seed=seed)
+    for split in ('train', 'val', 'test'):
+        if cfg.get(f'{split}_dataloader'):
+            innermost_dataset_cfg(cfg[f'{split}_dataloader']).data_root = data_root
+    if max_iters is not None:
+        _override_max_iters(cfg, max_iters)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    backbone_weights = None
+    if pretrained is not None:
+        backbone_weights, prefix = read_backbone_state_dict(pretrained, prefix,
+                                                            trust_pretrained)
+        cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=pretrained,
+                                           prefix=prefix or None)
+    val_dataloader_cfg = cfg.val_dataloader
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+
+    runner = build_runner(cfg)
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    if backbone_weights is not None:
+        check_backbone_weights(backbone_weights, model.backbone, pretrained)
+    start = time.perf_counter()
+    if trust_pretrained:
+        with trusted_checkpoints():
+            runner.train()
+    else:
+        runner.train()
+    train_seconds = time.perf_counter() - start
+
+    dataloader = runner.build_dataloader(val_dataloader_cfg, seed=seed)
+    result = evaluate_per_class(model, dataloader)
+    print_log(f'segmentation on {data_root}: ' + ', '.join(
+        f'{name} {value:.4f}' for name, value in result['Dice'].items()) + ' (Dice)',
+        logger='current')
+
+    if overlay_image is None:
+        overlay_image = dataloader.dataset.get_data_info(0)['img_path']
+    model.cfg = Config(dict(test_pipeline=copy.deepcopy(
+        innermost_dataset_cfg(val_dataloader_cfg).pipeline)))
+    prediction = inference_model(model, overlay_image).pred_sem_seg.data[0].cpu().numpy()
+    overlay = osp.join(work_dir, 'overlay.png')
+    write_png(overlay, overlay_prediction(cv2.imread(overlay_image), prediction,
+                                          dataloader.dataset.metainfo['palette']))
+
+    last = osp.join(work_dir, 'last_checkpoint')
+    checkpoint = None
+    if osp.isfile(last):
+        with open(last) as f:
+            checkpoint = f.read().strip()
+    return dict(result, checkpoint=checkpoint, overlay=overlay, train_seconds=train_seconds,
+                iters=cfg.train_cfg.max_iters)
