@@ -414,7 +414,6 @@ def finetune_demo_segmentation(configs: Dict[str, str], data_root: str, work_dir
         optic cup and disc), as fractions, for the tasks run, and per task the per-class
         ``Dice``, ``checkpoint``, ``overlay`` and ``train_seconds``.
     """
-    import vilref_mm.engine.optimizers  # noqa: F401  (until vilref_mm.engine imports it)
     from vilref_mm.apis.segmentation import finetune_segmentation
     summary = {}
     for task, config in configs.items():
