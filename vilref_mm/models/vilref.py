@@ -2,12 +2,13 @@
 import copy
 import math
 import re
+from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.dist import all_gather
+from mmengine.dist import all_gather, all_reduce, is_distributed
 from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS, TOKENIZER
 
@@ -110,6 +111,9 @@ class ViLReF(BaseModel):
 
         # Batch expansion: momentum (EMA) copies of both towers feed a memory queue.
         self.memory_queue = None
+        #: Whether :meth:`loss` encodes the batch with the momentum towers for the queue
+        #: (:class:`MemoryQueueHook` turns it off during the queue's warm-up).
+        self.encode_momentum_batch = True
         self._momentum_batch: Optional[Tuple[torch.Tensor, ...]] = None
         if queue_size > 0:
             self.momentum_image_encoder = copy.deepcopy(self.image_encoder).requires_grad_(False)
@@ -268,8 +272,9 @@ class ViLReF(BaseModel):
 
         ``logit_scale`` is first clamped to [0, ``max_logit_scale``] in place, so the value
         used is always clamped (the clamp follows every optimizer step). With a queue, the
-        momentum towers also encode the batch (no gradient); :class:`MemoryQueueHook`
-        enqueues those features after the step.
+        momentum towers also encode the batch (no gradient; unless
+        ``encode_momentum_batch`` is off); :class:`MemoryQueueHook` enqueues those features
+        after the step.
 
         Args:
             inputs (dict): ``images`` (B, 3, H, W), ``text_ids`` (B, L) and
@@ -304,9 +309,10 @@ class ViLReF(BaseModel):
         if self.memory_queue is None:
             losses['loss'] = self.loss_module(image_feats, text_feats, labels, scale)
         else:
-            with torch.no_grad():
-                self._momentum_batch = (self._momentum_image_feat(images),
-                                        self._momentum_text_feat(text_ids), labels.detach())
+            if self.encode_momentum_batch:
+                with torch.no_grad():
+                    self._momentum_batch = (self._momentum_image_feat(images),
+                                            self._momentum_text_feat(text_ids), labels.detach())
             losses['loss'] = self.loss_module(image_feats, text_feats, labels, scale,
                                               *self.memory_queue.filled())
             losses['queue_fill'] = torch.tensor(self.memory_queue.fill / self.memory_queue.size)
@@ -315,6 +321,22 @@ class ViLReF(BaseModel):
         if eliminated is not None:
             losses['eliminated'] = eliminated
         return losses
+
+    def parse_losses(self, losses: Dict[str, torch.Tensor]
+                     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """As :meth:`BaseModel.parse_losses`, with the logged values averaged over the ranks.
+
+        Each rank's ``loss`` is its share of the global batch's loss (what DDP's gradient
+        averaging needs) and is returned unchanged; the logged values become those of the
+        global batch, the same as one process with the whole batch would log.
+        """
+        loss, log_vars = super().parse_losses(losses)
+        if is_distributed():
+            values = torch.stack(
+                [value.detach().to(loss.device, torch.float32) for value in log_vars.values()])
+            all_reduce(values, op='mean')
+            log_vars = OrderedDict(zip(log_vars, values))
+        return loss, log_vars
 
     def _momentum_image_feat(self, images: torch.Tensor) -> torch.Tensor:
         feats = self.momentum_image_encoder(images)
@@ -335,10 +357,6 @@ class ViLReF(BaseModel):
         if self._momentum_batch is None:
             return
         self.memory_queue.enqueue(*(torch.cat(all_gather(t)) for t in self._momentum_batch))
-        self._momentum_batch = None
-
-    def discard_momentum_batch(self) -> None:
-        """Drop the last batch's momentum features (queue warm-up)."""
         self._momentum_batch = None
 
     def predict(self, inputs: Dict[str, torch.Tensor], data_samples: Optional[List] = None):
