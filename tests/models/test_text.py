@@ -85,6 +85,24 @@ def test_bert_encoder_cls_feature_ignores_padding():
     assert not torch.allclose(feat, other)
 
 
+def test_bert_encoder_mean_pooling():
+    torch.manual_seed(0)
+    encoder = MODELS.build(
+        dict(type='ChineseBertEncoder', bert_cfg=TINY_BERT, pooling='mean')).eval()
+    ids = ChineseBertTokenizer(context_length=12)(['视盘水肿', '视网膜出血及硬性渗出'])
+    with torch.no_grad():
+        feats = encoder(ids)
+        hidden = encoder.bert(input_ids=ids, attention_mask=ids.ne(0).long()).last_hidden_state
+    for row, length in enumerate(ids.ne(0).sum(1).tolist()):
+        torch.testing.assert_close(feats[row], hidden[row, :length].mean(0))
+    # padding does not change the feature
+    longer = ChineseBertTokenizer(context_length=30)(['视盘水肿'])
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(longer)[0], feats[0], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match='pooling'):
+        ChineseBertEncoder(bert_cfg=TINY_BERT, pooling='max')
+
+
 def test_bert_encoder_gradient_checkpointing():
     torch.manual_seed(0)
     plain = ChineseBertEncoder(bert_cfg=TINY_BERT).train()

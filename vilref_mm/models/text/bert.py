@@ -24,9 +24,13 @@ ROBERTA_WWM_EXT_BASE_CHINESE = dict(
     pad_token_id=0)
 
 
+POOLINGS = ('cls', 'mean')
+
+
 @MODELS.register_module()
 class ChineseBertEncoder(BaseModule):
-    """BERT text encoder returning the final hidden state of ``[CLS]``.
+    """BERT text encoder returning the final hidden state of ``[CLS]`` (or the mean over
+    the tokens).
 
     A ``transformers.BertModel`` without pooler, with SDPA attention, built
     from a config dict (nothing is downloaded). Its parameters are under
@@ -42,6 +46,10 @@ class ChineseBertEncoder(BaseModule):
         with_cp (bool): Gradient checkpointing of every layer (recomputes
             the layers in backward instead of storing activations; training
             mode only). Defaults to False.
+        pooling (str): 'cls' (the final hidden state of ``[CLS]``, as the
+            release) or 'mean' (the mean over the non-padding tokens: a
+            text feature that differs between texts from the first step, for
+            training small towers from scratch). Defaults to 'cls'.
         init_cfg (dict, optional): mmengine init config, e.g.
             ``dict(type='Pretrained', checkpoint=..., prefix=...)``.
             Defaults to None (BERT's own initialisation).
@@ -50,8 +58,13 @@ class ChineseBertEncoder(BaseModule):
     def __init__(self,
                  bert_cfg: Optional[dict] = None,
                  with_cp: bool = False,
+                 pooling: str = 'cls',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if pooling not in POOLINGS:
+            raise ValueError(f'ChineseBertEncoder: pooling must be one of {POOLINGS}, '
+                             f'got {pooling!r}')
+        self.pooling = pooling
         config = BertConfig(**{**ROBERTA_WWM_EXT_BASE_CHINESE, **(bert_cfg or {})},
                             attn_implementation='sdpa')
         self.bert = BertModel(config, add_pooling_layer=False)
@@ -79,8 +92,12 @@ class ChineseBertEncoder(BaseModule):
                 padded with ``pad_token_id``.
 
         Returns:
-            torch.Tensor: (B, hidden_size) final hidden state of ``[CLS]``.
+            torch.Tensor: (B, hidden_size) text features (see ``pooling``).
         """
-        attention_mask = text_ids.ne(self.pad_token_id).long()
-        hidden = self.bert(input_ids=text_ids, attention_mask=attention_mask).last_hidden_state
-        return hidden[:, 0]
+        attention_mask = text_ids.ne(self.pad_token_id)
+        hidden = self.bert(input_ids=text_ids,
+                           attention_mask=attention_mask.long()).last_hidden_state
+        if self.pooling == 'cls':
+            return hidden[:, 0]
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1)
