@@ -13,16 +13,14 @@ class FakeModel:
 
     def __init__(self, queue_size: int = 8):
         self.memory_queue = SimpleNamespace(size=queue_size)
+        self.encode_momentum_batch = True
         self.calls = []
 
     def momentum_update(self, momentum):
         self.calls.append(('momentum', momentum))
 
     def enqueue_momentum_batch(self):
-        self.calls.append(('enqueue', ))
-
-    def discard_momentum_batch(self):
-        self.calls.append(('discard', ))
+        self.calls.append(('enqueue', self.encode_momentum_batch))
 
 
 def fake_runner(model, iteration=0, max_iters=10, batch_size=4):
@@ -62,8 +60,11 @@ def test_queue_hook_warms_up_then_enqueues():
     model = FakeModel()
     hook = MemoryQueueHook(warmup_iters=2)
     for iteration in range(4):
+        hook.before_train_iter(fake_runner(model, iteration), batch_idx=iteration)
         hook.after_train_iter(fake_runner(model, iteration), batch_idx=iteration)
-    assert model.calls == [('discard', ), ('discard', ), ('enqueue', ), ('enqueue', )]
+    # the momentum towers encode (and the queue receives) only the batches after warm-up
+    assert model.calls == [('enqueue', False), ('enqueue', False), ('enqueue', True),
+                           ('enqueue', True)]
 
 
 def test_queue_size_must_be_a_multiple_of_the_global_batch():

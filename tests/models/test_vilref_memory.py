@@ -88,6 +88,16 @@ def test_loss_uses_the_momentum_features_of_earlier_batches():
     assert all(p.grad is None for p in model.momentum_text_encoder.parameters())
 
 
+def test_no_momentum_pass_while_the_queue_warms_up(monkeypatch):
+    model = tiny_model(queue_size=8)
+    model.encode_momentum_batch = False
+    monkeypatch.setattr(model, '_momentum_image_feat',
+                        lambda images: pytest.fail('momentum tower run during warm-up'))
+    model.loss(batch(0))
+    model.enqueue_momentum_batch()
+    assert model.memory_queue.fill == 0
+
+
 def test_logit_scale_is_clamped_before_use():
     model = tiny_model()
     with torch.no_grad():

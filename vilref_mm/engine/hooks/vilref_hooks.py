@@ -60,7 +60,8 @@ class MemoryQueueHook(Hook):
 
     Args:
         warmup_iters (int): Iterations to train before the queue starts filling (the first
-            ``warmup_iters`` batches are not enqueued). Defaults to 0.
+            ``warmup_iters`` batches are neither encoded by the momentum towers nor
+            enqueued). Defaults to 0.
     """
     priority = 'NORMAL'
 
@@ -80,9 +81,9 @@ class MemoryQueueHook(Hook):
                 f'batch {global_batch} (batch_size {runner.train_dataloader.batch_size} x '
                 f'{get_world_size()} processes); choose model.queue_size accordingly')
 
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        # No momentum forward pass while the queue warms up.
+        _unwrap(runner).encode_momentum_batch = runner.iter >= self.warmup_iters
+
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        model = _unwrap(runner)
-        if runner.iter >= self.warmup_iters:
-            model.enqueue_momentum_batch()
-        else:
-            model.discard_momentum_batch()
+        _unwrap(runner).enqueue_momentum_batch()
