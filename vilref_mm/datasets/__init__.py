@@ -2,7 +2,7 @@
 
 Importing it registers the datasets and transforms in mmpretrain's registries.
 """
-from . import downstream, synthetic  # noqa: F401
+from . import downstream, few_shot, synthetic  # noqa: F401
 from .image_report import BaseImageReportDataset, ImageReportDataset
 from .image_report_lmdb import ImageReportLMDBDataset, write_image_report_lmdb
 from .records import RecordError

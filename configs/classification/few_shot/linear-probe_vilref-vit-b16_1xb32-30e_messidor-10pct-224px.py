@@ -1,0 +1,15 @@
+# Few-shot linear probe on MESSIDOR diabetic retinopathy grading (grades 0-3, softmax): 10 % of
+# the training samples (FewShotDataset, seed 0, every class represented), repeated 10 times an
+# epoch so that the schedule takes as many iterations as on the whole training set.
+_base_ = ['../linear-probe_vilref-vit-b16_1xb32-30e_messidor-224px.py']
+
+train_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='RepeatDataset',
+        times=10,
+        dataset=dict(
+            type='FewShotDataset',
+            fraction=0.1,
+            seed=0,
+            dataset=_base_.train_dataloader.dataset)))

@@ -1,0 +1,103 @@
+"""tools/zero_shot.py and tools/extract_features.py end to end on a tiny random ViLReF."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vilref_mm.apis import collect_images, extract_image_features, zero_shot
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_tool(name: str, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / 'tools' / name), *map(str, args)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def load_tool(name: str):
+    """The tool's module, to call its ``main(argv)`` in this process."""
+    spec = importlib.util.spec_from_file_location(name[:-3], ROOT / 'tools' / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_zero_shot_cli_prints_rankings_and_writes_json(tmp_path, tiny_config, tiny_checkpoint,
+                                                       tiny_model, image_folder):
+    single = collect_images(image_folder)[0]
+    out = tmp_path / 'scores.json'
+    proc = run_tool('zero_shot.py', tiny_config, tiny_checkpoint, image_folder, single,
+                    '--classes', 'normal', 'glaucoma', 'drusen', '--topk', '2', '--out', out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    saved = json.loads(out.read_text(encoding='utf-8'))
+    expected = zero_shot(tiny_model, [image_folder, single],
+                         class_names=['normal', 'glaucoma', 'drusen'])
+    assert saved['classes'] == ['normal', 'glaucoma', 'drusen']
+    assert [item['file'] for item in saved['images']] == expected.images
+    scores = np.array([[item['scores'][c] for c in saved['classes']]
+                       for item in saved['images']])
+    np.testing.assert_allclose(scores, expected.scores, atol=1e-5)
+
+    for index, name in enumerate(expected.images):  # a table per image, best class first
+        best, score = expected.ranking(index)[0]
+        assert f'{name}  [' in proc.stdout
+        assert f'     1  {best:<8}  {score:.4f}' in proc.stdout
+    assert '     3  ' not in proc.stdout  # --topk 2
+    assert f'wrote the scores of 6 images to {out}' in proc.stdout
+
+
+def test_zero_shot_cli_texts_and_errors(tmp_path, tiny_config, tiny_checkpoint, image_folder,
+                                        capsys):
+    tool = load_tool('zero_shot.py')
+    image = collect_images(image_folder)[1]
+    assert tool.main([tiny_config, str(tiny_checkpoint), image, '--texts', '视盘水肿',
+                      '正常眼底', '--out', str(tmp_path / 'texts.json')]) == 0
+    saved = json.loads((tmp_path / 'texts.json').read_text(encoding='utf-8'))
+    assert saved['mode'] == 'multiclass' and saved['classes'] == ['视盘水肿', '正常眼底']
+    assert sum(saved['images'][0]['scores'].values()) == pytest.approx(1)
+
+    assert tool.main([tiny_config, str(tiny_checkpoint), image, '--classes', 'glaucom']) == 1
+    assert 'glaucom' in capsys.readouterr().err
+    assert tool.main([tiny_config, str(tiny_checkpoint), str(tmp_path / 'none.png')]) == 1
+    assert 'none.png' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tool.parse_args([tiny_config, 'ckpt', image, '--texts', 'a', '--classes', 'normal'])
+
+
+def test_extract_features_cli_writes_npy(tmp_path, tiny_config, tiny_checkpoint, tiny_model,
+                                         image_folder):
+    out = tmp_path / 'features.npy'
+    proc = run_tool('extract_features.py', tiny_config, tiny_checkpoint, image_folder,
+                    '--out', out, '--batch-size', '2')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    features = np.load(out)
+    assert features.shape == (5, 16) and features.dtype == np.float32
+    np.testing.assert_allclose(features, extract_image_features(tiny_model, image_folder),
+                               atol=1e-5)
+    assert out.with_suffix('.txt').read_text().splitlines() == collect_images(image_folder)
+    assert '5 x 16 features' in proc.stdout
+
+
+def test_extract_features_cli_encoder_and_texts(tmp_path, tiny_config, tiny_checkpoint,
+                                                image_folder):
+    tool = load_tool('extract_features.py')
+    out = tmp_path / 'encoder.npy'
+    assert tool.main([tiny_config, str(tiny_checkpoint), str(image_folder), '--out', str(out),
+                      '--feature', 'encoder', '--no-progress']) == 0
+    assert np.load(out).shape == (5, 32)
+
+    texts = tmp_path / 'findings.txt'
+    texts.write_text('视盘水肿\n\n正常眼底\n', encoding='utf-8')
+    out = tmp_path / 'texts.npy'
+    assert tool.main([tiny_config, str(tiny_checkpoint), '--text-file', str(texts),
+                      '--out', str(out)]) == 0
+    assert np.load(out).shape == (2, 16) and not out.with_suffix('.txt').exists()
+    for argv in ([tiny_config, 'ckpt', '--out', str(out)],
+                 [tiny_config, 'ckpt', str(image_folder), '--out', str(tmp_path / 'f.bin')]):
+        with pytest.raises(SystemExit):
+            tool.parse_args(argv)

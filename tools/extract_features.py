@@ -1,0 +1,76 @@
+"""Extract ViLReF image or text features to a .npy file (docs/zero_shot.md).
+
+Images (files and/or folders) give an (N, D) array and, next to it, a .txt listing the image
+of each row; ``--text-file`` (one text a line) gives the text embeddings in its line order.
+
+Examples::
+
+    python tools/extract_features.py CONFIG CKPT photos/ --out feats.npy      # embeddings
+    python tools/extract_features.py CONFIG CKPT photos/ --out enc.npy --feature encoder
+    python tools/extract_features.py CONFIG CKPT --text-file findings.txt --out text.npy
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from mmengine.config import DictAction
+
+from vilref_mm.apis.inference import (FEATURES, collect_images, extract_image_features,
+                                      extract_text_features, image_names, init_model,
+                                      save_features)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Extract ViLReF image or text features')
+    parser.add_argument('config', help='a ViLReF config (configs/zero_shot, configs/vilref)')
+    parser.add_argument('checkpoint', help='converted release or own training checkpoint')
+    parser.add_argument('images', nargs='*', help='image files and/or folders of images')
+    parser.add_argument('--text-file', metavar='FILE',
+                        help='extract the embeddings of the texts in FILE (one a line) '
+                        'instead of images')
+    parser.add_argument('--out', required=True, metavar='NPY', help='output .npy file')
+    parser.add_argument('--feature', choices=FEATURES, default='embedding',
+                        help='image features: the L2-normalised joint embedding (default) '
+                        "or the image encoder's output before the projection")
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--device', default='cpu', help="e.g. 'cpu' or 'cuda:0'")
+    parser.add_argument('--no-progress', action='store_true', help='hide the progress bar')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='the checkpoint was written by your own training: read it with '
+                        'weights_only=False (never for files from elsewhere)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries')
+    args = parser.parse_args(argv)
+    if bool(args.images) == bool(args.text_file):
+        parser.error('give images or --text-file (one of them)')
+    if not args.out.endswith('.npy'):
+        parser.error(f'--out {args.out}: the file name must end in .npy')
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        model = init_model(args.config, args.checkpoint, args.device, args.cfg_options,
+                           trusted=args.trust_checkpoint)
+        if args.text_file:
+            lines = Path(args.text_file).read_text(encoding='utf-8').splitlines()
+            texts = [line.strip() for line in lines if line.strip()]
+            features, names = extract_text_features(model, texts), None
+        else:
+            images = collect_images(args.images)
+            features = extract_image_features(model, images, args.batch_size, args.feature,
+                                              progress=not args.no_progress)
+            names = image_names(images)
+    except (FileNotFoundError, RuntimeError, ValueError) as error:  # inputs, weights
+        print(f'error: {error}', file=sys.stderr)
+        return 1
+    save_features(args.out, features, names)
+    listing = f' and the images of its rows to {Path(args.out).with_suffix(".txt")}'
+    print(f'wrote {features.shape[0]} x {features.shape[1]} features to {args.out}'
+          f'{listing if names else ""}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
