@@ -8,7 +8,7 @@ photograph over it. The demo uses it on the synthetic fundus set::
     result = finetune_segmentation(
         'configs/segmentation/upernet_vilref-vit-mini-p16_1xb4-300iter_synthetic-vessels-256x256.py',
         data_root='data/synthetic_fundus/vessels', work_dir='work_dirs/seg_vessels',
-        pretrained='work_dirs/pretrain/iter_600.pth', trust_pretrained=True)
+        pretrained='work_dirs/demo/pretrain/weights.pth')
     result['Dice']['vessel'], result['checkpoint'], result['overlay']
 """
 import copy
@@ -30,7 +30,7 @@ from mmseg.evaluation import IoUMetric
 from torch import nn
 from torch.utils.data import DataLoader
 
-from vilref_mm.engine import build_runner
+from vilref_mm.engine import build_runner, scale_schedule
 from vilref_mm.utils.checkpoint import load_external_checkpoint, trusted_checkpoints
 
 #: Prefixes under which checkpoints hold a backbone: a ViLReF model (``image_encoder.``), an
@@ -161,20 +161,6 @@ def evaluate_per_class(model: nn.Module, dataloader: DataLoader,
     return result
 
 
-def _override_max_iters(cfg: Config, max_iters: int) -> None:
-    """Set the training length; the schedule (warm-up, decay, checkpoints) scales with it."""
-    ratio = max_iters / cfg.train_cfg.max_iters
-    cfg.train_cfg.max_iters = max_iters
-    for scheduler in cfg.get('param_scheduler') or []:
-        begin = round(scheduler.get('begin', 0) * ratio)
-        scheduler.begin = begin
-        if scheduler.get('end') is not None:
-            scheduler.end = max(begin + 1, round(scheduler.end * ratio))
-    checkpoint = cfg.get('default_hooks', {}).get('checkpoint')
-    if checkpoint is not None and checkpoint.get('interval'):
-        checkpoint.interval = max(1, round(checkpoint.interval * ratio))
-
-
 def finetune_segmentation(config: Union[str, Config],
                           data_root: str,
                           work_dir: str,
@@ -184,7 +170,8 @@ def finetune_segmentation(config: Union[str, Config],
                           max_iters: Optional[int] = None,
                           cfg_options: Optional[dict] = None,
                           overlay_image: Optional[str] = None,
-                          seed: int = 0) -> dict:
+                          seed: int = 0,
+                          quiet: bool = True) -> dict:
     """Train a segmentation config, evaluate it per class and draw one prediction.
 
     Training runs through :func:`vilref_mm.engine.build_runner` (checkpoint loading under
@@ -206,11 +193,15 @@ def finetune_segmentation(config: Union[str, Config],
             (e.g. a pre-training ``iter_N.pth``): read it with ``weights_only=False``.
             Defaults to False.
         max_iters (int, optional): Training iterations; the config's schedule (warm-up,
-            decay, checkpoint interval) is scaled to them. Defaults to the config's.
+            decay, checkpoint interval) is scaled to them
+            (:func:`vilref_mm.engine.scale_schedule`). Defaults to the config's.
         cfg_options (dict, optional): Further overrides, as ``--cfg-options`` takes them.
         overlay_image (str, optional): Photograph to predict and paint. Defaults to the first
             validation image.
         seed (int): Random seed. Defaults to 0.
+        quiet (bool): Leave the runner's build (environment, config, hooks) off the console;
+            the log file in ``work_dir`` keeps it (``build_runner(quiet=True)``). Defaults
+            to True.
 
     Returns:
         dict: ``mDice``, ``mIoU``, ``aAcc`` (fractions in [0, 1]), ``Dice`` and ``IoU`` (class
@@ -224,7 +215,7 @@ def finetune_segmentation(config: Union[str, Config],
         if cfg.get(f'{split}_dataloader'):
             innermost_dataset_cfg(cfg[f'{split}_dataloader']).data_root = data_root
     if max_iters is not None:
-        _override_max_iters(cfg, max_iters)
+        scale_schedule(cfg, max_iters)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     backbone_weights = None
@@ -236,7 +227,7 @@ def finetune_segmentation(config: Union[str, Config],
     val_dataloader_cfg = cfg.val_dataloader
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
 
-    runner = build_runner(cfg)
+    runner = build_runner(cfg, quiet=quiet)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     if backbone_weights is not None:
         check_backbone_weights(backbone_weights, model.backbone, pretrained)

@@ -1,5 +1,8 @@
 from . import optimizers  # noqa: F401  (registers the layer-decay constructor in mmseg)
 from .hooks import MemoryQueueHook, MomentumUpdateHook
 from .runner import ViLReFRunner, build_runner
+from .schedule import scale_schedule
 
-__all__ = ['ViLReFRunner', 'build_runner', 'MomentumUpdateHook', 'MemoryQueueHook']
+__all__ = [
+    'ViLReFRunner', 'build_runner', 'scale_schedule', 'MomentumUpdateHook', 'MemoryQueueHook'
+]
