@@ -7,15 +7,15 @@ vessel and optic disc/cup segmentation, and writes plots and WORK_DIR/summary.js
 
 Example:
     python tools/demo.py                       # the full demo in work_dirs/demo
+    python tools/demo.py --seg-tasks vessels odoc   # also optic disc/cup (about 11 minutes)
     python tools/demo.py --skip-data --max-iters 300 --no-segmentation
 """
 import argparse
 import glob
-import math
 import os
-import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 START = time.perf_counter()  # the demo's time includes the imports of torch and the stack
 # Idle OpenMP threads sleep instead of spinning (set before torch starts OpenMP): on cores
@@ -28,7 +28,7 @@ from vilref_mm.apis.demo import (DemoOptions, SyntheticDataSpec, format_summary,
                                  run_demo)
 
 REPO = Path(__file__).resolve().parents[1]
-PRETRAIN_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-600it_synthetic-112px.py'
+PRETRAIN_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-500it_synthetic-112px.py'
 #: Segmentation task (a sub-folder of the synthetic data) -> glob of its demo config.
 SEGMENTATION_CONFIGS = {
     'vessels': 'configs/segmentation/*_synthetic-vessels-*.py',
@@ -60,6 +60,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'is scaled to them')
     parser.add_argument('--no-segmentation', action='store_true',
                         help='skip the segmentation fine-tuning')
+    parser.add_argument('--seg-tasks', nargs='+', choices=sorted(SEGMENTATION_CONFIGS),
+                        default=['vessels'],
+                        help='segmentation tasks (default: vessels; with two, they train side '
+                        'by side, one process each)')
     parser.add_argument('--seg-iters', type=int,
                         help='segmentation iterations per task (default: the configs\')')
     parser.add_argument('--seg-num-train', type=int, default=200,
@@ -69,49 +73,35 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--seg-size', type=int, default=256,
                         help='segmentation image side in px (default: 256)')
     parser.add_argument('--threads', type=int,
-                        help='torch threads (default: one per CPU core that is not busy with '
-                        'other work at the start)')
+                        help="torch threads (default: torch's, one per CPU core)")
     return parser.parse_args(argv)
 
 
-def segmentation_configs() -> dict:
-    """Task -> the single config matching its pattern; tasks without a config are skipped."""
+def segmentation_configs(tasks: Sequence[str]) -> dict:
+    """Task -> the single config matching its pattern."""
     configs = {}
-    for task, pattern in SEGMENTATION_CONFIGS.items():
+    for task in tasks:
+        pattern = SEGMENTATION_CONFIGS[task]
         matches = sorted(glob.glob(str(REPO / pattern)))
-        if len(matches) > 1:
-            raise SystemExit(f'several segmentation configs match {pattern}: {matches}; '
+        if len(matches) != 1:
+            raise SystemExit(f'{len(matches)} segmentation configs match {pattern}: {matches}; '
                              'keep one per task')
-        if matches:
-            configs[task] = os.path.relpath(matches[0])
-        else:
-            print(f'no config matches {pattern}: {task} segmentation is skipped',
-                  file=sys.stderr)
+        configs[task] = os.path.relpath(matches[0])
     return configs
-
-
-def default_threads() -> int:
-    """One torch thread per core, minus the cores that other work keeps busy (the whole part
-    of the 1-minute load average), at least one.
-
-    On 2 cores, 2 threads took 0.8 s per pre-training iteration and 1 thread 1.2 s while the
-    cores were nearly idle; with 2 other busy processes, 2 threads took 3-13 s and 1 thread
-    1.0-1.8 s.
-    """
-    cores = os.cpu_count() or 1
-    return max(1, cores - math.floor(os.getloadavg()[0]))
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     cores = os.cpu_count() or 1
-    torch.set_num_threads(args.threads or default_threads())
+    if args.threads:
+        torch.set_num_threads(args.threads)
     options = DemoOptions(
         config=args.config,
         work_dir=args.work_dir,
         data=SyntheticDataSpec(args.num_train, args.num_val, args.num_test, args.size,
                                args.seed),
-        segmentation_configs={} if args.no_segmentation else segmentation_configs(),
+        segmentation_configs={} if args.no_segmentation else segmentation_configs(
+            args.seg_tasks),
         segmentation_data=SyntheticDataSpec(args.seg_num_train, args.seg_num_val, 0,
                                             args.seg_size, args.seed),
         reuse_data=args.skip_data,

@@ -19,11 +19,12 @@ from mmengine.config import Config
 from vilref_mm.datasets.synthetic import generate_synthetic_fundus
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-600it_synthetic-112px.py'
+DEMO_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-500it_synthetic-112px.py'
 WORLD_SIZE = 2
 BATCH = 4  # per rank
 ITERS = 3  # 24 samples out of 16: the third batch crosses the sampler's epoch boundary
-# The demo config, deterministic: the test pipeline for training, no dropout of any kind.
+# The demo config, deterministic (the test pipeline for training, no dropout of any kind), with
+# the queue from the first iteration.
 DETERMINISTIC_DEMO = f"""_base_ = [{str(DEMO_CONFIG)!r}]
 model = dict(
     image_encoder=dict(mask_ratio=0., drop_path_rate=0., drop_rate=0.),
@@ -31,6 +32,11 @@ model = dict(
         bert_cfg=dict(hidden_dropout_prob=0., attention_probs_dropout_prob=0.)))
 train_dataloader = dict(
     num_workers=0, persistent_workers=False, dataset=dict(pipeline={{{{_base_.test_pipeline}}}}))
+# the queue from the first iteration (the demo's warm-up is longer than this run)
+custom_hooks = [
+    dict(type='MomentumUpdateHook', momentum=0.99),
+    dict(type='MemoryQueueHook', warmup_iters=0),
+]
 """
 
 

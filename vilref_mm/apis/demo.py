@@ -7,18 +7,22 @@ image encoder for vessel and optic disc/cup segmentation, draws the plots and wr
 ``summary.json``. ``tools/demo.py`` is its command line; ``docs/demo.md`` describes the outputs.
 """
 import copy
+import io
 import json
-import logging
 import math
 import os
 import os.path as osp
+import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 from mmengine.config import Config
 from mmengine.fileio import load
 from mmengine.hooks import Hook
@@ -28,7 +32,8 @@ from mmengine.runner.checkpoint import get_state_dict, save_checkpoint, weights_
 from vilref_mm.datasets.label_cache import report_labels
 from vilref_mm.datasets.synthetic import GENERATOR_VERSION, SPLITS, generate_synthetic_fundus
 from vilref_mm.datasets.synthetic.generator import write_text_atomic
-from vilref_mm.engine import build_runner
+from vilref_mm.engine import build_runner, scale_schedule
+from vilref_mm.engine.runner import drop_console_messages
 from vilref_mm.labeling import load_lexicon
 
 #: What the demo must reach (issues 6 and 8): name -> (summary path, comparison, threshold).
@@ -189,56 +194,10 @@ def write_findings_manifest(data_root: str, split: str) -> str:
     return name
 
 
-def scale_schedule(cfg: Config, max_iters: int) -> None:
-    """Run an iteration-based config (``IterBasedTrainLoop``, schedulers by iteration) for
-    ``max_iters`` with its schedule scaled to fit.
-
-    Every parameter scheduler's ``begin`` and ``end`` are scaled by ``max_iters / old``; each
-    keeps at least two iterations where there are (MMEngine's ``LinearLR`` over a single
-    iteration never leaves its start factor). Validation and checkpoints happen at least at
-    the end.
-    """
-    old = cfg.train_cfg.max_iters
-    factor = max_iters / old
-    cfg.train_cfg.max_iters = max_iters
-    cfg.train_cfg.val_interval = min(cfg.train_cfg.get('val_interval', max_iters), max_iters)
-    for scheduler in cfg.get('param_scheduler') or []:
-        scheduler.begin = min(round(scheduler.get('begin', 0) * factor), max(max_iters - 2, 0))
-        scheduler.end = min(max(round(scheduler.get('end', old) * factor), scheduler.begin + 2),
-                            max_iters)
-    checkpoint = cfg.get('default_hooks', {}).get('checkpoint')
-    if checkpoint is not None:
-        checkpoint.interval = min(checkpoint.get('interval', max_iters), max_iters)
-
-
-#: Console messages the demo leaves out (the log files keep them): the optimizer constructor's
-#: line per parameter (weight decay of each norm and bias, each frozen momentum-tower
-#: parameter), and what the demo reports itself.
-PARAMETER_MESSAGES = ('paramwise_options -- ', 'is skipped since its requires_grad=False')
+#: Console messages of the zero-shot evaluation the demo leaves out (the log files keep them):
+#: what the demo reports itself.
 EVALUATION_MESSAGES = ('The prefix is not set in metric class DumpResults',
                        'AUROC: skipped')
-
-
-class DropMessages(logging.Filter):
-    """Drops log records whose message contains one of ``patterns``."""
-
-    def __init__(self, patterns: Sequence[str]):
-        super().__init__()
-        self.patterns = tuple(patterns)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(pattern in message for pattern in self.patterns)
-
-
-def quiet_console(logger: logging.Logger, level: Union[int, str],
-                  patterns: Sequence[str] = ()) -> None:
-    """Set the level of a (MMEngine) logger's handlers and drop ``patterns`` from its console."""
-    logger.setLevel(level)
-    for handler in logger.handlers:
-        handler.setLevel(level)
-        if not isinstance(handler, logging.FileHandler):
-            handler.addFilter(DropMessages(patterns))
 
 
 class SaveInitialWeightsHook(Hook):
@@ -261,11 +220,14 @@ class SaveInitialWeightsHook(Hook):
 
 def pretrain(cfg: Config, work_dir: str, data_root: str, max_iters: Optional[int] = None
              ) -> dict:
-    """Pre-train the demo model; the test and val splits are scored against the findings.
+    """Pre-train the demo model, without validation; the test split of the config as run is
+    scored against the generator's findings (``test_findings.jsonl``; ``val_findings.jsonl`` is
+    written too, for other uses).
 
     Returns:
         dict: ``config`` (the config as run, for ``tools/train.py`` / ``tools/test.py``),
-        ``checkpoint`` (the last one), ``checkpoint_at_init``, ``scalars`` (the training log,
+        ``checkpoint`` (the last one), ``weights`` (its weights alone, for ``init_cfg``),
+        ``checkpoint_at_init``, ``scalars`` (the training log,
         ``vis_data/scalars.json``) and ``iters``.
     """
     cfg = copy.deepcopy(cfg)
@@ -278,18 +240,24 @@ def pretrain(cfg: Config, work_dir: str, data_root: str, max_iters: Optional[int
             dataset.ann_file = write_findings_manifest(data_root, split)
     if max_iters is not None:
         scale_schedule(cfg, max_iters)
+    # No validation during training (tools/train.py --no-validate): the demo scores the test
+    # split itself, trained and at initialisation.
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     init_checkpoint = osp.join(work_dir, 'init.pth')
     # The environment, config and hook listing would bury the demo's progress: build quietly,
-    # then log training (iteration logs, validation, checkpoints) as the config says.
-    log_level, cfg.log_level = cfg.get('log_level', 'INFO'), 'WARNING'
-    runner = build_runner(cfg)
-    quiet_console(runner.logger, log_level, PARAMETER_MESSAGES)
+    # then log training (iteration logs, checkpoints) as the config says.
+    runner = build_runner(cfg, quiet=True)
     runner.register_hook(SaveInitialWeightsHook(init_checkpoint))
     runner.train()
     with open(osp.join(work_dir, 'last_checkpoint'), encoding='utf-8') as last:
         checkpoint = last.read().strip()
+    # The trained weights alone, the file that ``init_cfg=dict(type='Pretrained')`` reads
+    # (the classification configs start from it).
+    weights = osp.join(work_dir, 'weights.pth')
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    save_checkpoint({'state_dict': weights_to_cpu(get_state_dict(model))}, weights)
     return dict(config=osp.join(work_dir, osp.basename(cfg.filename)), checkpoint=checkpoint,
-                checkpoint_at_init=init_checkpoint,
+                weights=weights, checkpoint_at_init=init_checkpoint,
                 scalars=osp.join(runner.log_dir, 'vis_data', 'scalars.json'),
                 iters=cfg.train_cfg.max_iters)
 
@@ -309,8 +277,8 @@ def evaluate_zero_shot(config: str, checkpoint: str, work_dir: str) -> dict:
     cfg.log_level = 'WARNING'  # the caller reports the results
     dump_file = osp.join(work_dir, 'predictions.pkl')
     cfg.test_evaluator = [dict(type='AUROC'), dict(type='DumpResults', out_file_path=dump_file)]
-    runner = build_runner(cfg)
-    quiet_console(runner.logger, 'WARNING', EVALUATION_MESSAGES)
+    runner = build_runner(cfg, quiet=True)
+    drop_console_messages(runner.logger, EVALUATION_MESSAGES)
     metrics = runner.test()
     classes = list(runner.test_dataloader.dataset.metainfo['classes'])
     samples = load(dump_file)
@@ -397,8 +365,40 @@ def plot_roc_curves(trained: dict, at_init: dict, out_file: str) -> str:
     return out_file
 
 
+class _LinePrefixer(io.TextIOBase):
+    """A text stream that starts every line written to ``stream`` with ``prefix``."""
+
+    def __init__(self, stream, prefix: str):
+        self.stream, self.prefix, self._line_start = stream, prefix, True
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines(keepends=True):
+            self.stream.write(self.prefix + line if self._line_start else line)
+            self._line_start = line.endswith('\n')
+        self.stream.flush()
+        return len(text)
+
+
+def _finetune_task(task: str, config: str, data_root: str, work_dir: str, weights: str,
+                   max_iters: Optional[int], threads: int, tag_output: bool) -> dict:
+    """Fine-tune one segmentation task (in a worker process when ``tag_output``)."""
+    from vilref_mm.apis.segmentation import finetune_segmentation
+    torch.set_num_threads(threads)
+    if tag_output:  # the tasks run side by side: tell their log lines apart
+        sys.stdout = _LinePrefixer(sys.stdout, f'[{task}] ')
+    result = finetune_segmentation(config, data_root=osp.join(data_root, task),
+                                   work_dir=osp.join(work_dir, task), pretrained=weights,
+                                   max_iters=max_iters)
+    foreground = {name: value for name, value in result['Dice'].items()
+                  if name != 'background'}
+    return dict(config=config, Dice=foreground, checkpoint=result['checkpoint'],
+                overlay=result['overlay'], iters=result['iters'],
+                train_seconds=round(result['train_seconds'], 1))
+
+
 def finetune_demo_segmentation(configs: Dict[str, str], data_root: str, work_dir: str,
-                               checkpoint: str, max_iters: Optional[int] = None) -> dict:
+                               weights: str, max_iters: Optional[int] = None,
+                               parallel: bool = True) -> dict:
     """Fine-tune the pre-trained image encoder on each segmentation task of the synthetic data.
 
     Args:
@@ -406,29 +406,44 @@ def finetune_demo_segmentation(configs: Dict[str, str], data_root: str, work_dir
             (REFUGE layout), the sub-folders of ``data_root``.
         data_root: The synthetic dataset with the ``vessels/`` and ``odoc/`` layouts.
         work_dir: Each task runs in ``work_dir/<task>``.
-        checkpoint: The pre-trained ViLReF checkpoint (image encoder under ``image_encoder.``).
+        weights: The pre-trained ViLReF weights (image encoder under ``image_encoder.``).
         max_iters: Fine-tuning iterations (None: the configs').
+        parallel: Run the tasks side by side in worker processes, sharing this process's
+            torch threads among them (one thread each on 2 cores: more work per second than
+            one task on 2 threads after the other); log lines start with the task's name.
 
     Returns:
         dict: ``vessel_dice`` (Dice of the vessel class) and ``odoc_mdice`` (mean Dice of
         optic cup and disc), as fractions, for the tasks run, and per task the per-class
         ``Dice``, ``checkpoint``, ``overlay`` and ``train_seconds``.
     """
-    from vilref_mm.apis.segmentation import finetune_segmentation
-    summary = {}
-    for task, config in configs.items():
-        result = finetune_segmentation(config, data_root=osp.join(data_root, task),
-                                       work_dir=osp.join(work_dir, task), pretrained=checkpoint,
-                                       trust_pretrained=True, max_iters=max_iters)
-        foreground = {name: value for name, value in result['Dice'].items()
-                      if name != 'background'}
-        summary[task] = dict(config=config, Dice=foreground, checkpoint=result['checkpoint'],
-                             overlay=result['overlay'], iters=result['iters'],
-                             train_seconds=round(result['train_seconds'], 1))
-        if task == 'vessels':
-            summary['vessel_dice'] = foreground['vessel']
-        elif task == 'odoc':
-            summary['odoc_mdice'] = float(np.nanmean(list(foreground.values())))
+    parallel = parallel and len(configs) > 1
+    threads = max(1, torch.get_num_threads() // len(configs)) if parallel else \
+        torch.get_num_threads()
+    arguments = {task: (task, config, data_root, work_dir, weights, max_iters, threads,
+                        parallel) for task, config in configs.items()}
+    if parallel:
+        with ProcessPoolExecutor(len(configs), mp_context=get_context('spawn')) as pool:
+            # The workers start (and import the stack) at submit: keep them from repeating
+            # the deprecation warnings this process has shown already.
+            warnings_option = os.environ.get('PYTHONWARNINGS')
+            os.environ['PYTHONWARNINGS'] = 'ignore'
+            try:
+                futures = {task: pool.submit(_finetune_task, *args)
+                           for task, args in arguments.items()}
+            finally:
+                if warnings_option is None:
+                    del os.environ['PYTHONWARNINGS']
+                else:
+                    os.environ['PYTHONWARNINGS'] = warnings_option
+            results = {task: future.result() for task, future in futures.items()}
+    else:
+        results = {task: _finetune_task(*args) for task, args in arguments.items()}
+    summary = dict(results)
+    if 'vessels' in results:
+        summary['vessel_dice'] = results['vessels']['Dice']['vessel']
+    if 'odoc' in results:
+        summary['odoc_mdice'] = float(np.nanmean(list(results['odoc']['Dice'].values())))
     return summary
 
 
@@ -549,7 +564,7 @@ def run_demo(options: DemoOptions, start: Optional[float] = None) -> dict:
                                options.data_workers)
         segmentation_summary = finetune_demo_segmentation(
             options.segmentation_configs, seg_root, osp.join(work_dir, 'segmentation'),
-            run['checkpoint'], options.segmentation_iters)
+            run['weights'], options.segmentation_iters)
 
     stage('report', 'plots and summary')
     plots_dir = osp.join(work_dir, 'plots')
@@ -576,6 +591,7 @@ def run_demo(options: DemoOptions, start: Optional[float] = None) -> dict:
             targets='generator findings; uncertain (0.5) counts as positive'),
         config=run['config'],
         checkpoint=run['checkpoint'],
+        weights=run['weights'],
         checkpoint_at_init=run['checkpoint_at_init'],
         pretrain_iters=run['iters'],
         plots=plots,

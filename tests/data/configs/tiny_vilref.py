@@ -1,7 +1,7 @@
 # A seconds-long ViLReF pre-training job (WSCL, momentum towers, memory queue) for tests on CPU.
 # Deterministic: no dropout, no random augmentation. Point the dataloaders' data_root at a
 # synthetic fundus dataset (tools/data/make_synthetic_fundus.py) with --cfg-options.
-_base_ = ['../../../configs/vilref/vilref_vit-tiny-p16_1xb32-600it_synthetic-112px.py']
+_base_ = ['../../../configs/vilref/vilref_vit-tiny-p16_1xb32-500it_synthetic-112px.py']
 
 img_size = 32
 model = dict(
@@ -16,6 +16,11 @@ model = dict(
     tokenizer=dict(context_length=32),
     queue_size=16,
 )
+# The queue from the first iteration (the demo's warm-up is longer than these runs).
+custom_hooks = [
+    dict(type='MomentumUpdateHook', momentum=0.99),
+    dict(type='MemoryQueueHook', warmup_iters=0),
+]
 report_tokenizer = dict(type='ChineseBertTokenizer', context_length=32)
 pipeline = [
     dict(type='LoadImageFromRecord'),
