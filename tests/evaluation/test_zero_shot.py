@@ -138,7 +138,8 @@ def test_multilabel_normal_reference_when_normal_is_not_a_class():
     scores = classifier.scores(feats, prototypes, 3.)
     assert scores.shape == (5, 2)
     torch.testing.assert_close(
-        scores, torch.sigmoid(3. * feats @ prototypes[:2].t() - 3. * (feats @ normal)[:, None]).double())
+        scores,
+        torch.sigmoid(3. * feats @ prototypes[:2].t() - 3. * (feats @ normal)[:, None]).double())
     custom = ZeroShotClassifier({'DR': '糖网'}, templates=templates, normal=['未见异常'])
     torch.testing.assert_close(custom.prototypes(model)[1],
                                expected_prototype(model, ['未见异常'], templates))

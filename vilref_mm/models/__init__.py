@@ -11,6 +11,7 @@ from .text import *  # noqa: F401,F403
 from .vilref import ViLReF
 
 __all__ = backbones.__all__ + losses.__all__ + text.__all__ + [
-    'ViLReF', 'ViLReFDataPreprocessor', 'MemoryQueue', 'CheckpointConversionError', 'ConvertedCheckpoint',
-    'convert_checkpoint', 'convert_release_state_dict', 'read_release_state_dict'
+    'ViLReF', 'ViLReFDataPreprocessor', 'MemoryQueue', 'CheckpointConversionError',
+    'ConvertedCheckpoint', 'convert_checkpoint', 'convert_release_state_dict',
+    'read_release_state_dict'
 ]
