@@ -19,7 +19,10 @@ class TinyRunnerTestModel(BaseModel):
 
 
 def runner_config(work_dir) -> Config:
+    # A name of its own: runners built within the same second would otherwise share the
+    # timestamp MMEngine names their logger after, hence one logger.
     return Config(dict(model=dict(type='TinyRunnerTestModel'), work_dir=str(work_dir),
+                       experiment_name=f'{work_dir.parent.name}_{work_dir.name}',
                        env_cfg=dict(dist_cfg=dict(backend='gloo'))))
 
 
