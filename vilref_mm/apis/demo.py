@@ -13,7 +13,6 @@ import math
 import os
 import os.path as osp
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -31,10 +30,11 @@ from mmengine.runner.checkpoint import get_state_dict, save_checkpoint, weights_
 
 from vilref_mm.datasets.label_cache import report_labels
 from vilref_mm.datasets.synthetic import GENERATOR_VERSION, SPLITS, generate_synthetic_fundus
-from vilref_mm.datasets.synthetic.generator import write_text_atomic
 from vilref_mm.engine import build_runner, scale_schedule
 from vilref_mm.engine.runner import drop_console_messages
 from vilref_mm.labeling import load_lexicon
+from vilref_mm.models.convert import save_checkpoint_atomic
+from vilref_mm.utils import atomic_open, write_text_atomic
 
 #: What the demo must reach (issues 6 and 8): name -> (summary path, comparison, threshold).
 DEMO_TARGETS = {
@@ -255,7 +255,7 @@ def pretrain(cfg: Config, work_dir: str, data_root: str, max_iters: Optional[int
     # (the classification configs start from it).
     weights = osp.join(work_dir, 'weights.pth')
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    save_checkpoint({'state_dict': weights_to_cpu(get_state_dict(model))}, weights)
+    save_checkpoint_atomic(weights_to_cpu(get_state_dict(model)), weights)
     return dict(config=osp.join(work_dir, osp.basename(cfg.filename)), checkpoint=checkpoint,
                 weights=weights, checkpoint_at_init=init_checkpoint,
                 scalars=osp.join(runner.log_dir, 'vis_data', 'scalars.json'),
@@ -294,16 +294,9 @@ def evaluate_zero_shot(config: str, checkpoint: str, work_dir: str) -> dict:
 def _save_figure(figure, path: str) -> None:
     """Save a matplotlib figure as PNG atomically and close it."""
     import matplotlib.pyplot as plt
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, temp = tempfile.mkstemp(suffix='.png', dir=folder)
-    os.close(fd)
     try:
-        figure.savefig(temp, dpi=110, bbox_inches='tight')
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
+        with atomic_open(path) as file:
+            figure.savefig(file, format='png', dpi=110, bbox_inches='tight')
     finally:
         plt.close(figure)
 

@@ -17,12 +17,10 @@ import contextlib
 import copy
 import json
 import logging
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import mmcv
 import numpy as np
@@ -44,6 +42,7 @@ from vilref_mm.evaluation.zero_shot import (ClassNames, PromptError, Templates,
                                             ZeroShotClassifier, load_prompt_file,
                                             resolve_class_names)
 from vilref_mm.utils.checkpoint import load_external_checkpoint, trusted_checkpoints
+from vilref_mm.utils.fileio import atomic_open, write_text_atomic
 
 ImageLike = Union[str, Path, np.ndarray]
 Images = Union[ImageLike, Sequence[ImageLike]]
@@ -335,8 +334,7 @@ class ZeroShotResult:
 
     def save_json(self, path: Union[str, Path]) -> None:
         """Write :meth:`to_dict` as JSON (UTF-8, Chinese unescaped), atomically."""
-        text = json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + '\n'
-        write_atomic(path, lambda file: file.write(text.encode('utf-8')))
+        write_text_atomic(path, [json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + '\n'])
 
 
 def zero_shot_classifier(model: nn.Module,
@@ -491,20 +489,6 @@ def retrieve(model: nn.Module,
             for row_indices, row_values in zip(indices.tolist(), values.tolist())]
 
 
-def write_atomic(path: Union[str, Path], write: Callable) -> None:
-    """Call ``write(binary file)`` on a temporary file next to ``path``, then rename it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as file:
-            write(file)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
-
-
 def save_features(path: Union[str, Path], features: np.ndarray,
                   names: Optional[Sequence[str]] = None) -> None:
     """Write features to ``path`` (.npy) and, with ``names``, one name a line to the same
@@ -512,7 +496,7 @@ def save_features(path: Union[str, Path], features: np.ndarray,
     path = Path(path)
     if path.suffix != '.npy':
         raise ValueError(f'{path}: features are written as .npy; end the file name in .npy')
-    write_atomic(path, lambda file: np.save(file, features))
+    with atomic_open(path) as file:
+        np.save(file, features)
     if names is not None:
-        text = ''.join(f'{name}\n' for name in names)
-        write_atomic(path.with_suffix('.txt'), lambda file: file.write(text.encode('utf-8')))
+        write_text_atomic(path.with_suffix('.txt'), [f'{name}\n' for name in names])

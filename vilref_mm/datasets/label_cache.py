@@ -7,8 +7,6 @@ runs, ranks and workers with the same inputs share one file. It is written atomi
 """
 import hashlib
 import json
-import os
-import secrets
 import time
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
@@ -20,6 +18,7 @@ from torch.utils.data import get_worker_info
 from vilref_mm import labeling
 from vilref_mm.labeling import Lexicon, ReportLabeler
 from vilref_mm.labeling.lexicon import _read_merged
+from vilref_mm.utils.fileio import atomic_open
 
 _LABELING_DIR = Path(labeling.__file__).parent
 
@@ -103,14 +102,10 @@ def _load(cache_file: Path, shape: Tuple[int, int]) -> Optional[np.ndarray]:
 
 def _save(labels: np.ndarray, cache_file: Path) -> None:
     """Write ``labels`` to ``cache_file`` atomically; a read-only place only costs a warning."""
-    temp_file = cache_file.with_name(f'.{cache_file.name}.{os.getpid()}.{secrets.token_hex(4)}'
-                                     '.tmp')
     try:
-        with temp_file.open('xb') as temp:
-            np.save(temp, labels)
-        os.replace(temp_file, cache_file)
+        with atomic_open(cache_file) as file:
+            np.save(file, labels)
     except OSError as error:
-        temp_file.unlink(missing_ok=True)
         MMLogger.get_current_instance().warning(
             f'cannot write the label cache {cache_file} ({error}); the labels will be computed '
             'again next time (pass label_cache=<a writable folder>)')

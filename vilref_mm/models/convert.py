@@ -9,15 +9,13 @@ ViT or ModifiedResNet), ``bert.*`` (Hugging Face BERT names),
 ``text_projection``, ``logit_scale``); :func:`convert_checkpoint` does it from
 file to file (the logic behind ``tools/model_converters/vilref_to_mm.py``).
 """
-import os
-import os.path as osp
 import re
-import tempfile
 from typing import Dict, List, Mapping, NamedTuple
 
 import torch
 
 from vilref_mm.utils.checkpoint import load_external_checkpoint
+from vilref_mm.utils.fileio import atomic_open
 from .backbones import convert_visual_weights
 from .text.bert import ChineseBertEncoder
 
@@ -209,17 +207,8 @@ def save_checkpoint_atomic(state_dict: Mapping[str, torch.Tensor], filename: str
         state_dict (Mapping[str, torch.Tensor]): Tensors to save.
         filename (str): Destination; its directory is created if needed.
     """
-    dirname = osp.dirname(osp.abspath(filename))
-    os.makedirs(dirname, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(filename)}.', suffix='.tmp', dir=dirname)
-    try:
-        with os.fdopen(fd, 'wb') as file:
-            torch.save({'state_dict': dict(state_dict)}, file)
-        os.replace(tmp, filename)
-    except BaseException:
-        if osp.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(filename) as file:
+        torch.save({'state_dict': dict(state_dict)}, file)
 
 
 def convert_checkpoint(src: str, dst: str, backbone_only: bool = False) -> ConvertedCheckpoint:

@@ -18,18 +18,18 @@ seed gives byte-identical files whatever the number of worker processes.
 """
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple, Union
+from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 
 import cv2
 import numpy as np
 
 from ...labeling import ReportLabeler
+from ...utils.fileio import write_text_atomic
 from .cases import FundusCase, sample_case
 from .fundus import FundusImage, draw_fundus
 from .reports import write_report
@@ -146,19 +146,6 @@ def _png(array: np.ndarray) -> bytes:
     if not ok:
         raise RuntimeError(f'OpenCV could not encode an array of shape {array.shape} as PNG')
     return encoded.tobytes()
-
-
-def write_text_atomic(path: Union[str, Path], lines: Iterable[str]) -> None:
-    """Write ``lines`` (each ending in a newline) to ``path`` via a temporary file and a rename."""
-    path = Path(path)
-    fd, temp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as file:
-            file.writelines(lines)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
 
 
 class _Layout:
