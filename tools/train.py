@@ -5,7 +5,7 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 
-from vilref_mm.engine import build_runner
+from vilref_mm.engine import build_runner, disable_validation
 
 
 def parse_args() -> argparse.Namespace:
@@ -55,9 +55,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.load_from = args.resume
 
     if args.no_validate:
-        cfg.val_cfg = None
-        cfg.val_dataloader = None
-        cfg.val_evaluator = None
+        disable_validation(cfg)
 
     if args.auto_scale_lr:
         cfg.setdefault('auto_scale_lr', {})['enable'] = True

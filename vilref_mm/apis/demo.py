@@ -30,7 +30,7 @@ from mmengine.runner.checkpoint import get_state_dict, save_checkpoint, weights_
 
 from vilref_mm.datasets.label_cache import report_labels
 from vilref_mm.datasets.synthetic import GENERATOR_VERSION, SPLITS, generate_synthetic_fundus
-from vilref_mm.engine import build_runner, scale_schedule
+from vilref_mm.engine import build_runner, disable_validation, scale_schedule
 from vilref_mm.engine.runner import drop_console_messages
 from vilref_mm.labeling import load_lexicon
 from vilref_mm.models.convert import save_checkpoint_atomic
@@ -240,9 +240,8 @@ def pretrain(cfg: Config, work_dir: str, data_root: str, max_iters: Optional[int
             dataset.ann_file = write_findings_manifest(data_root, split)
     if max_iters is not None:
         scale_schedule(cfg, max_iters)
-    # No validation during training (tools/train.py --no-validate): the demo scores the test
-    # split itself, trained and at initialisation.
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    # The demo scores the test split itself, trained and at initialisation.
+    disable_validation(cfg)
     init_checkpoint = osp.join(work_dir, 'init.pth')
     # The environment, config and hook listing would bury the demo's progress: build quietly,
     # then log training (iteration logs, checkpoints) as the config says.

@@ -30,7 +30,7 @@ from mmseg.evaluation import IoUMetric
 from torch import nn
 from torch.utils.data import DataLoader
 
-from vilref_mm.engine import build_runner, scale_schedule
+from vilref_mm.engine import build_runner, disable_validation, scale_schedule
 from vilref_mm.utils.checkpoint import load_external_checkpoint, trusted_checkpoints
 
 #: Prefixes under which checkpoints hold a backbone: a ViLReF model (``image_encoder.``), an
@@ -225,7 +225,7 @@ def finetune_segmentation(config: Union[str, Config],
         cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=pretrained,
                                            prefix=prefix or None)
     val_dataloader_cfg = cfg.val_dataloader
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    disable_validation(cfg)
 
     runner = build_runner(cfg, quiet=quiet)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model

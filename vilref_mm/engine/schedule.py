@@ -1,4 +1,5 @@
-"""Fit an iteration-based config's schedule to another number of training iterations."""
+"""Edits of a config's training schedule: fit it to another number of iterations, or train
+without the validation loop."""
 from typing import Dict
 
 from mmengine.config import Config
@@ -96,3 +97,8 @@ def scale_schedule(cfg: Config, max_iters: int) -> None:
     for hook in cfg.get('custom_hooks') or []:
         if hook.get('warmup_iters', 0) > 0:
             hook.warmup_iters = min(_scale(hook.warmup_iters, factor), max_iters - 1)
+
+
+def disable_validation(cfg: Config) -> None:
+    """Train without the validation loop (``tools/train.py --no-validate``), in place."""
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
