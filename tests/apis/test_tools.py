@@ -101,3 +101,20 @@ def test_extract_features_cli_encoder_and_texts(tmp_path, tiny_config, tiny_chec
                  [tiny_config, 'ckpt', str(image_folder), '--out', str(tmp_path / 'f.bin')]):
         with pytest.raises(SystemExit):
             tool.parse_args(argv)
+
+
+def test_zero_shot_cli_on_a_real_fundus_photograph(tmp_path, tiny_config, tiny_checkpoint,
+                                                   tiny_model):
+    """demo/fundus_normal_left_eye.jpg, a real 512 x 512 photograph (demo/README.md), scored
+    against every class of the default label set."""
+    photo = ROOT / 'demo' / 'fundus_normal_left_eye.jpg'
+    out = tmp_path / 'real.json'
+    assert load_tool('zero_shot.py').main([tiny_config, str(tiny_checkpoint), str(photo),
+                                           '--out', str(out)]) == 0
+    saved = json.loads(out.read_text(encoding='utf-8'))
+    expected = zero_shot(tiny_model, [photo])
+    assert saved['mode'] == 'multilabel' and len(saved['classes']) == 25
+    assert saved['images'][0]['file'] == str(photo)
+    scores = np.array([saved['images'][0]['scores'][c] for c in saved['classes']])
+    assert ((scores > 0) & (scores < 1)).all()
+    np.testing.assert_allclose(scores, expected.scores[0], atol=1e-5)

@@ -180,3 +180,4 @@ def test_targets_and_summary_table():
     assert 'FAIL  gain over initialisation: 0.100 >= 0.15' in table
     assert 'SKIP  vessel Dice: not measured' in table
     assert 'roc.png' in table
+    assert 'tools/zero_shot.py c.py c.pth demo/fundus_normal_left_eye.jpg' in table

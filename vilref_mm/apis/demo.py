@@ -497,6 +497,9 @@ def format_summary(summary: dict) -> str:
     lines.append(f'checkpoint: {summary["checkpoint"]}')
     lines.append(f'config:     {summary["config"]}')
     lines += [f'plot:       {path}' for path in summary['plots'].values()]
+    lines += ['', 'zero-shot findings of a photograph (docs/zero_shot.md):',
+              f'  python tools/zero_shot.py {summary["config"]} {summary["checkpoint"]} '
+              'demo/fundus_normal_left_eye.jpg --trust-checkpoint']
     return '\n'.join(lines)
 
 
