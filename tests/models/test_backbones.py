@@ -258,6 +258,20 @@ def test_resnet_default_output_is_the_attention_pool():
     assert all(p.requires_grad for p in model.attnpool.parameters())
 
 
+def test_resnet_loads_attention_pool_embeddings_of_another_grid():
+    """Weights stored at 64 px (a 2 x 2 grid) load strictly into a 128 px model (4 x 4),
+    resized as the forward pass of the 64 px model resizes them for a 128 px input."""
+    stored = randomize(tiny_resnet()).eval()
+    larger = ViLReFModifiedResNet(stage_blocks=(1, 2, 2, 1), base_channels=8, num_heads=4,
+                                  output_dim=64, img_size=128).eval()
+    larger.load_state_dict(stored.state_dict())
+    assert larger.attnpool.positional_embedding.shape == (4 * 4 + 1, 256)
+    images = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(larger(images), stored(images))
+        assert not torch.allclose(tiny_resnet().eval()(images)[0], stored(images)[0])
+
+
 def test_resnet_unused_attention_pool_is_frozen():
     model = tiny_resnet(out_indices=(0, 1, 2, 3))
     assert not any(p.requires_grad for p in model.attnpool.parameters())

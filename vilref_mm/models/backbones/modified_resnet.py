@@ -94,7 +94,8 @@ class AttentionPool2d(BaseModule):
 
     Args:
         grid_size (int): Side of the feature map the position embeddings are
-            stored for (7 for 224 px); other sizes are resized bicubically.
+            stored for (7 for 224 px); other map sizes are resized bicubically, and so are
+            embeddings of another grid in a loaded state dict.
         embed_dims (int): Channels of the feature map.
         num_heads (int): Attention heads.
         output_dim (int): Output channels (the projection ``c_proj``).
@@ -118,6 +119,21 @@ class AttentionPool2d(BaseModule):
         self.q_proj = nn.Linear(embed_dims, embed_dims)
         self.v_proj = nn.Linear(embed_dims, embed_dims)
         self.c_proj = nn.Linear(embed_dims, output_dim)
+        self._register_load_state_dict_pre_hook(self._resize_loaded_pos_embed)
+
+    def _resize_loaded_pos_embed(self, state_dict: dict, prefix: str, *args) -> None:
+        """Fit position embeddings stored for another grid (e.g. a 224 px release loaded
+        into a 448 px model) to this one, bicubically, as the ViT does."""
+        name = prefix + 'positional_embedding'
+        stored = state_dict.get(name)
+        if stored is None or stored.shape == self.positional_embedding.shape:
+            return
+        stored_grid = round((stored.shape[0] - 1)**0.5)
+        if stored.ndim != 2 or stored_grid**2 + 1 != stored.shape[0]:
+            return  # not a (1 + grid^2, C) table: load_state_dict reports the mismatch
+        state_dict[name] = resize_pos_embed(
+            stored.unsqueeze(0), (stored_grid, stored_grid), (self.grid_size, self.grid_size),
+            mode='bicubic', num_extra_tokens=1)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) feature map -> (B, output_dim) pooled feature."""
