@@ -14,6 +14,7 @@ from vilref_mm.apis import (collect_images, extract_image_features, extract_text
                             select_prompts, zero_shot, zero_shot_classifier)
 from vilref_mm.apis.inference import build_image_pipeline
 from vilref_mm.evaluation import DEFAULT_PROMPTS, PromptError, load_prompt_file
+from vilref_mm.utils.checkpoint import save_tensor_checkpoint
 
 TEXTS = ['视盘水肿', '正常眼底', '糖尿病视网膜病变']
 
@@ -46,6 +47,22 @@ def test_training_checkpoints_load_only_when_trusted(tmp_path, tiny_config, tiny
         init_model(tiny_config, str(path))
     trusted = init_model(tiny_config, str(path), trusted=True)
     assert torch.equal(trusted.text_projection, tiny_model.text_projection)
+
+
+@pytest.mark.parametrize('trusted', [False, True])
+def test_init_model_reads_safetensors(tmp_path, tiny_config, tiny_model, tiny_checkpoint,
+                                      trusted):
+    path = tmp_path / 'tiny.safetensors'
+    save_tensor_checkpoint(torch.load(tiny_checkpoint, weights_only=True)['state_dict'],
+                           str(path))
+    model = init_model(tiny_config, str(path), trusted=trusted)
+    state = tiny_model.state_dict()
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in state.items())
+
+    path.write_bytes(path.read_bytes()[:100])  # truncated: the file is named, no trust hint
+    with pytest.raises(RuntimeError, match='tiny.safetensors') as error:
+        init_model(tiny_config, str(path), trusted=trusted)
+    assert 'trusted=True' not in str(error.value)
 
 
 def test_collect_images_expands_folders_in_name_order(image_folder):

@@ -109,6 +109,32 @@ def test_backbone_only_loads_into_backbone(tmp_path, vision, use_cli, dense_cfg)
     assert len(dense(torch.randn(1, 3, 128, 128))) == len(dense_cfg['out_indices'])
 
 
+def test_safetensors_output_equals_pth(tmp_path):
+    """A .safetensors destination holds the same tensors, loads strictly into the model and,
+    converted with --backbone-only, through a backbone's Pretrained init_cfg."""
+    src = tmp_path / 'release.pt'
+    torch.save({'state_dict': release_state_dict(TINY_VIT)}, src)
+    pth, safe = tmp_path / 'converted.pth', tmp_path / 'converted.safetensors'
+    converted = convert_checkpoint(str(src), str(pth))
+    result = run_cli(src, safe)
+    assert result.returncode == 0, result.stderr
+    assert f'to {safe}' in result.stdout
+    reference = torch.load(pth, weights_only=True)['state_dict']
+    model = built_model(converted.model_cfg)
+    load_checkpoint(model, str(safe), strict=True)
+    for key, value in model.state_dict().items():
+        if key in reference:
+            torch.testing.assert_close(value, reference[key], rtol=0, atol=0, msg=key)
+
+    backbone_file = tmp_path / 'backbone.safetensors'
+    assert run_cli(src, backbone_file, '--backbone-only').returncode == 0
+    backbone = MODELS.build(dict(converted.model_cfg['image_encoder'],
+                                 init_cfg=dict(type='Pretrained', checkpoint=str(backbone_file))))
+    backbone.init_weights()
+    for key, value in backbone.state_dict().items():
+        torch.testing.assert_close(value, model.image_encoder.state_dict()[key], msg=key)
+
+
 def test_error_cases(tmp_path):
     dst = tmp_path / 'out.pth'
     random_tensors = tmp_path / 'random.pt'

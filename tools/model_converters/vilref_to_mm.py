@@ -7,6 +7,9 @@ Examples::
     # the image encoder only, for init_cfg=dict(type='Pretrained', checkpoint=...) of a backbone
     python tools/model_converters/vilref_to_mm.py ViLReF_ViT.pt \
         checkpoints/vilref_vitb16_backbone.pth --backbone-only
+    # a .safetensors destination writes safetensors (read wherever a .pth is)
+    python tools/model_converters/vilref_to_mm.py ViLReF_ViT.pt \
+        checkpoints/vilref_vitb16.safetensors
 
 The logic lives in :mod:`vilref_mm.models.convert`.
 """
@@ -22,7 +25,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         '(read with torch.load(weights_only=True)) into a float32, tensor-only vilref_mm '
         'checkpoint.')
     parser.add_argument('src', help='released checkpoint (.pt / .pth)')
-    parser.add_argument('dst', help='output checkpoint path')
+    parser.add_argument('dst', help='output checkpoint path (.pth, or .safetensors for the '
+                        'safetensors format)')
     parser.add_argument(
         '--backbone-only',
         action='store_true',

@@ -33,8 +33,8 @@ from vilref_mm.datasets.synthetic import GENERATOR_VERSION, SPLITS, generate_syn
 from vilref_mm.engine import build_runner, disable_validation, scale_schedule
 from vilref_mm.engine.runner import drop_console_messages
 from vilref_mm.labeling import load_lexicon
-from vilref_mm.models.convert import save_checkpoint_atomic
 from vilref_mm.utils import atomic_open, write_text_atomic
+from vilref_mm.utils.checkpoint import save_tensor_checkpoint
 
 #: What the demo must reach (issues 6 and 8): name -> (summary path, comparison, threshold).
 DEMO_TARGETS = {
@@ -254,7 +254,7 @@ def pretrain(cfg: Config, work_dir: str, data_root: str, max_iters: Optional[int
     # (the classification configs start from it).
     weights = osp.join(work_dir, 'weights.pth')
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    save_checkpoint_atomic(weights_to_cpu(get_state_dict(model)), weights)
+    save_tensor_checkpoint(weights_to_cpu(get_state_dict(model)), weights)
     return dict(config=osp.join(work_dir, osp.basename(cfg.filename)), checkpoint=checkpoint,
                 weights=weights, checkpoint_at_init=init_checkpoint,
                 scalars=osp.join(runner.log_dir, 'vis_data', 'scalars.json'),

@@ -41,7 +41,8 @@ from vilref_mm.datasets.downstream import IMAGE_SUFFIXES
 from vilref_mm.evaluation.zero_shot import (ClassNames, PromptError, Templates,
                                             ZeroShotClassifier, load_prompt_file,
                                             resolve_class_names)
-from vilref_mm.utils.checkpoint import load_external_checkpoint, trusted_checkpoints
+from vilref_mm.utils.checkpoint import (SAFETENSORS_SUFFIX, load_external_checkpoint,
+                                        trusted_checkpoints)
 from vilref_mm.utils.fileio import atomic_open, write_text_atomic
 
 ImageLike = Union[str, Path, np.ndarray]
@@ -116,6 +117,8 @@ def load_weights(model: nn.Module, checkpoint: str, trusted: bool = False) -> No
         else:
             content = load_external_checkpoint(checkpoint)
     except RuntimeError as error:
+        if checkpoint.endswith(SAFETENSORS_SUFFIX):  # tensors only, but unreadable
+            raise
         raise RuntimeError(
             f'{checkpoint}: cannot be read as tensors only; it holds Python objects, like the '
             'checkpoints MMEngine training writes (optimizer, message hub). If your own '

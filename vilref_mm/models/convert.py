@@ -14,8 +14,7 @@ from typing import Dict, List, Mapping, NamedTuple
 
 import torch
 
-from vilref_mm.utils.checkpoint import load_external_checkpoint
-from vilref_mm.utils.fileio import atomic_open
+from vilref_mm.utils.checkpoint import load_external_checkpoint, save_tensor_checkpoint
 from .backbones import convert_visual_weights
 from .text.bert import ChineseBertEncoder
 
@@ -200,25 +199,14 @@ def convert_release_state_dict(state_dict: Mapping[str, torch.Tensor]) -> Conver
         _to_float32(converted), _to_float32(image.state_dict), model_cfg, unmatched)
 
 
-def save_checkpoint_atomic(state_dict: Mapping[str, torch.Tensor], filename: str) -> None:
-    """Write ``{'state_dict': state_dict}`` with ``torch.save`` via a temporary file + rename.
-
-    Args:
-        state_dict (Mapping[str, torch.Tensor]): Tensors to save.
-        filename (str): Destination; its directory is created if needed.
-    """
-    with atomic_open(filename) as file:
-        torch.save({'state_dict': dict(state_dict)}, file)
-
-
 def convert_checkpoint(src: str, dst: str, backbone_only: bool = False) -> ConvertedCheckpoint:
     """Convert a released checkpoint file into a tensor-only plugin checkpoint.
 
     Args:
         src (str): ViLReF / Chinese-CLIP / RET-CLIP checkpoint (read with
             ``weights_only=True``).
-        dst (str): Output path, written atomically as ``{'state_dict': ...}``
-            in float32.
+        dst (str): Output path, written atomically in float32: a safetensors
+            file for a ``.safetensors`` name, else ``{'state_dict': ...}``.
         backbone_only (bool): Write only the image encoder, under the
             backbone's own names, for ``init_cfg=dict(type='Pretrained',
             checkpoint=dst)`` of a classification or segmentation backbone.
@@ -233,6 +221,6 @@ def convert_checkpoint(src: str, dst: str, backbone_only: bool = False) -> Conve
         message = str(err)
         raise CheckpointConversionError(
             message if message.startswith(src) else f'{src}: {message}') from err
-    save_checkpoint_atomic(
+    save_tensor_checkpoint(
         converted.backbone_state_dict if backbone_only else converted.state_dict, dst)
     return converted

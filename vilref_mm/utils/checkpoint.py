@@ -1,4 +1,5 @@
-"""Checkpoint reading under torch >= 2.6.
+"""Checkpoint reading under torch >= 2.6, and tensor-only checkpoints (``.pth`` or
+``.safetensors``).
 
 torch now unpickles with ``weights_only=True`` by default, which cannot read MMEngine's own
 training checkpoints (they hold a message hub with Python objects). vilref_mm keeps the safe
@@ -8,10 +9,16 @@ wrote, i.e. what :class:`~vilref_mm.engine.ViLReFRunner` resumes or loads with `
 import contextlib
 import contextvars
 import os.path as osp
-from typing import Iterator, Optional, Union
+from typing import Iterator, Mapping, Optional, Union
 
+import safetensors.torch
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
+
+from .fileio import atomic_open
+
+#: The file name ending that selects the safetensors format (else torch's).
+SAFETENSORS_SUFFIX = '.safetensors'
 
 _trusted = contextvars.ContextVar('vilref_trusted_checkpoint', default=False)
 
@@ -34,15 +41,22 @@ def load_external_checkpoint(filename: str,
     """Read a checkpoint from outside (released weights, converter input) safely.
 
     Args:
-        filename (str): Path of the file.
+        filename (str): Path of the file: a torch checkpoint, or a ``.safetensors`` file.
         map_location (str | torch.device, optional): As in :func:`torch.load`.
 
     Returns:
-        dict: What the file holds (tensors, numbers and strings only).
+        dict: What the file holds (tensors, numbers and strings only); a safetensors file
+        gives ``{'state_dict': tensors}``, as :func:`save_tensor_checkpoint` writes ``.pth``.
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename} does not exist')
+    if filename.endswith(SAFETENSORS_SUFFIX):
+        try:
+            tensors = safetensors.torch.load_file(filename, device=str(map_location or 'cpu'))
+        except Exception as err:  # the library raises its own and OS errors
+            raise RuntimeError(f'cannot read safetensors checkpoint {filename}: {err}') from err
+        return {'state_dict': tensors}
     try:
         return torch.load(filename, map_location=map_location, weights_only=True)
     except Exception as err:  # pickle errors come in many types
@@ -56,10 +70,31 @@ def load_external_checkpoint(filename: str,
 @CheckpointLoader.register_scheme(prefixes='', force=True)
 def load_local_checkpoint(filename: str,
                           map_location: Optional[Union[str, torch.device]] = None) -> dict:
-    """MMEngine's loader for local paths, safe unless inside :func:`trusted_checkpoints`."""
-    if _trusted.get():
+    """MMEngine's loader for local paths, safe unless inside :func:`trusted_checkpoints`
+    (safetensors files hold tensors only and are always read as such)."""
+    if _trusted.get() and not filename.endswith(SAFETENSORS_SUFFIX):
         filename = osp.expanduser(filename)
         if not osp.isfile(filename):
             raise FileNotFoundError(f'checkpoint {filename} does not exist')
         return torch.load(filename, map_location=map_location, weights_only=False)
     return load_external_checkpoint(filename, map_location)
+
+
+def save_tensor_checkpoint(state_dict: Mapping[str, torch.Tensor], filename: str) -> None:
+    """Write tensors as a checkpoint anyone can read safely, atomically (temporary file +
+    rename; the folder is created if needed).
+
+    A ``.safetensors`` name gives a safetensors file of the tensors, any other name
+    ``torch.save({'state_dict': ...})``; both load with :func:`load_external_checkpoint`,
+    ``init_cfg=dict(type='Pretrained')`` and ``load_from``.
+
+    Args:
+        state_dict (Mapping[str, torch.Tensor]): Tensors to save.
+        filename (str): Destination.
+    """
+    with atomic_open(filename) as file:
+        if filename.endswith(SAFETENSORS_SUFFIX):
+            file.write(safetensors.torch.save(
+                {name: tensor.contiguous() for name, tensor in state_dict.items()}))
+        else:
+            torch.save({'state_dict': dict(state_dict)}, file)
