@@ -2,7 +2,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: install demo test test-all
+.PHONY: install demo test test-all lint
 
 install:  ## install the pinned stack and vilref_mm (idempotent; mmcv is built once per machine)
 	bash tools/install.sh
@@ -15,3 +15,6 @@ test: install  ## the test suite (slow benchmarks excluded)
 
 test-all: install  ## the test suite including slow benchmarks
 	$(PYTHON) -m pytest tests
+
+lint: install  ## style checks (ruff: pycodestyle and pyflakes rules, pyproject.toml)
+	$(PYTHON) -m ruff check vilref_mm tools tests configs
