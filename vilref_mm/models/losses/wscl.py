@@ -39,6 +39,17 @@ def _append_queue(batch: torch.Tensor,
     return torch.cat([batch, queue.to(batch.dtype)])
 
 
+def _candidate_similarities(anchors: torch.Tensor, batch: torch.Tensor,
+                            queue: Optional[torch.Tensor]) -> torch.Tensor:
+    """``anchors @ _append_queue(batch, queue).t()``, as two products whose (B, N) and
+    (B, K) results are joined: the (K, D) queue is read in place, never copied next to the
+    batch (nor kept as such a copy for the backward pass)."""
+    similarities = anchors @ batch.t()
+    if queue is None:
+        return similarities
+    return torch.cat([similarities, anchors @ queue.to(anchors.dtype).t()], dim=1)
+
+
 @MODELS.register_module()
 class WeightedSimilarityCouplingLoss(nn.Module):
     """Weighted Similarity Coupling Loss (WSCL) of ViLReF.
@@ -162,10 +173,10 @@ class WeightedSimilarityCouplingLoss(nn.Module):
             eliminated, log_weights = self.pair_log_weights(similarity)
             log_weights = log_weights.to(dtype)
 
-            logits_i2t = scale * image_feats @ _append_queue(
-                global_text_feats, queue_text_feats).t()
-            logits_t2i = scale * text_feats @ _append_queue(
-                global_image_feats, queue_image_feats).t()
+            logits_i2t = scale * _candidate_similarities(image_feats, global_text_feats,
+                                                         queue_text_feats)
+            logits_t2i = scale * _candidate_similarities(text_feats, global_image_feats,
+                                                         queue_image_feats)
             # masked_fill also gives eliminated pairs an exact zero gradient.
             logits_i2t = (logits_i2t + log_weights).masked_fill(
                 eliminated, float('-inf'))
