@@ -1,6 +1,7 @@
 """The memory queue: FIFO order, wrap-around, unfilled slots, exact state restore."""
 import pytest
 import torch
+from mmengine.runner.checkpoint import load_state_dict as mmengine_load_state_dict
 
 from vilref_mm.models.memory import MemoryQueue
 
@@ -53,3 +54,15 @@ def test_too_large_batch_is_an_error():
     queue = MemoryQueue(size=2, embed_dims=4, num_classes=3)
     with pytest.raises(ValueError, match='does not fit'):
         queue.enqueue(*_batch(0, 3))
+
+
+def test_queue_of_another_size_is_an_error_also_when_loading_non_strictly():
+    queue = MemoryQueue(size=8, embed_dims=4, num_classes=3)
+    queue.enqueue(*_batch(0, 6))
+    larger = MemoryQueue(size=16, embed_dims=4, num_classes=3)
+    message = r'image_feats: .* queue of 8 entries, the model one of 16; set model.queue_size=8'
+    with pytest.raises(ValueError, match=message):
+        larger.load_state_dict(queue.state_dict())
+    with pytest.raises(ValueError, match=message):  # MMEngine's load_from: only warns on shapes
+        mmengine_load_state_dict(larger, queue.state_dict(), strict=False)
+    assert larger.fill == 0

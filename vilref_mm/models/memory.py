@@ -56,7 +56,8 @@ class MemoryQueue(nn.Module):
         batch = image_feats.size(0)
         if batch > self.size:
             raise ValueError(f'MemoryQueue: a batch of {batch} does not fit a queue of '
-                             f'{self.size}')
+                             f'{self.size}; make model.queue_size a multiple of the global '
+                             'batch size')
         slots = (torch.arange(batch, device=self.ptr.device) + self._ptr) % self.size
         self.image_feats.index_copy_(0, slots, image_feats.to(self.image_feats.dtype))
         self.text_feats.index_copy_(0, slots, text_feats.to(self.text_feats.dtype))
@@ -67,6 +68,14 @@ class MemoryQueue(nn.Module):
         self.num_filled.fill_(self._num_filled)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        stored = state_dict.get(prefix + 'image_feats')
+        if stored is not None and stored.size(0) != self.size:
+            # A non-strict load (MMEngine's load_from) would skip the entries with a warning
+            # but keep the pointer and fill count: zeros would enter the loss as negatives.
+            raise ValueError(
+                f'{prefix}image_feats: the checkpoint holds a queue of {stored.size(0)} '
+                f'entries, the model one of {self.size}; set model.queue_size='
+                f'{stored.size(0)}, or drop the {prefix}* entries to start with an empty queue')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._ptr = int(self.ptr)
         self._num_filled = int(self.num_filled)
