@@ -23,8 +23,9 @@ class FakeModel:
         self.calls.append(('enqueue', self.encode_momentum_batch))
 
 
-def fake_runner(model, iteration=0, max_iters=10, batch_size=4):
-    return SimpleNamespace(model=model, iter=iteration, max_iters=max_iters,
+def fake_runner(model, iteration=0, max_iters=10, batch_size=4, hooks=None):
+    hooks = [MomentumUpdateHook(), MemoryQueueHook()] if hooks is None else hooks
+    return SimpleNamespace(model=model, iter=iteration, max_iters=max_iters, hooks=hooks,
                            train_dataloader=SimpleNamespace(batch_size=batch_size))
 
 
@@ -74,8 +75,14 @@ def test_queue_size_must_be_a_multiple_of_the_global_batch():
         hook.before_train(fake_runner(FakeModel(queue_size=8), batch_size=3))
 
 
-def test_queue_hook_needs_a_queue():
+@pytest.mark.parametrize('hook_type', [MomentumUpdateHook, MemoryQueueHook])
+def test_hooks_need_a_queue_and_each_other(hook_type):
+    hook = hook_type()
     model = FakeModel()
+    hook.before_train(fake_runner(model))
+    other = MemoryQueueHook() if hook_type is MomentumUpdateHook else MomentumUpdateHook()
+    with pytest.raises(ValueError, match=f'{type(other).__name__} is missing'):
+        hook.before_train(fake_runner(model, hooks=[hook]))
     model.memory_queue = None
-    with pytest.raises(TypeError, match='queue_size > 0'):
-        MemoryQueueHook().before_train(fake_runner(model))
+    with pytest.raises(TypeError, match=f'{hook_type.__name__} needs .* queue_size > 0'):
+        hook.before_train(fake_runner(model, hooks=[hook, other]))

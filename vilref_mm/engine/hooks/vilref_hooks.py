@@ -13,6 +13,21 @@ def _unwrap(runner):
     return model.module if is_model_wrapper(model) else model
 
 
+def _check_batch_expansion(runner, hook: Hook) -> None:
+    """The model has momentum towers and a queue, and both hooks are registered."""
+    name = type(hook).__name__
+    if getattr(_unwrap(runner), 'memory_queue', None) is None:
+        raise TypeError(f'{name} needs a model with momentum towers and a memory queue '
+                        '(ViLReF with queue_size > 0); remove MomentumUpdateHook and '
+                        'MemoryQueueHook from custom_hooks for plain WSCL/CLIP')
+    registered = {type(other) for other in runner.hooks}
+    missing = [pair.__name__ for pair in (MomentumUpdateHook, MemoryQueueHook)
+               if pair not in registered]
+    if missing:
+        raise ValueError(f'{name}: a model with a memory queue needs both MomentumUpdateHook '
+                         f'and MemoryQueueHook in custom_hooks; {missing[0]} is missing')
+
+
 @HOOKS.register_module()
 class MomentumUpdateHook(Hook):
     """Update ViLReF's momentum encoders after every ``interval`` training iterations:
@@ -44,9 +59,7 @@ class MomentumUpdateHook(Hook):
             math.cos(math.pi * progress) + 1) / 2
 
     def before_train(self, runner) -> None:
-        if not hasattr(_unwrap(runner), 'momentum_update'):
-            raise TypeError(f'MomentumUpdateHook needs a model with momentum encoders '
-                            f'(ViLReF with queue_size > 0), got {type(_unwrap(runner))}')
+        _check_batch_expansion(runner, self)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.every_n_train_iters(runner, self.interval):
@@ -69,11 +82,8 @@ class MemoryQueueHook(Hook):
         self.warmup_iters = warmup_iters
 
     def before_train(self, runner) -> None:
-        model = _unwrap(runner)
-        queue = getattr(model, 'memory_queue', None)
-        if queue is None:
-            raise TypeError('MemoryQueueHook needs a model with a memory queue '
-                            '(ViLReF with queue_size > 0); remove the hook for plain CLIP')
+        _check_batch_expansion(runner, self)
+        queue = _unwrap(runner).memory_queue
         global_batch = runner.train_dataloader.batch_size * get_world_size()
         if queue.size % global_batch:
             raise ValueError(
