@@ -172,7 +172,7 @@ class ViLReF(BaseModel):
 
     @torch.no_grad()
     def clamp_logit_scale(self) -> None:
-        """Clamp ``logit_scale`` to [0, ``max_logit_scale``] in place (after an optimizer step)."""
+        """Clamp ``logit_scale`` to [0, ``max_logit_scale``] in place (see :meth:`loss`)."""
         self.logit_scale.clamp_(0, self.max_logit_scale)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
@@ -184,12 +184,16 @@ class ViLReF(BaseModel):
         Returns:
             torch.Tensor: (B, D) features.
         """
-        feats = self.image_encoder(images)
+        return self._project_image(self.image_encoder, self.image_projection, images)
+
+    @staticmethod
+    def _project_image(encoder: nn.Module, projection: Optional[torch.Tensor],
+                       images: torch.Tensor) -> torch.Tensor:
+        """The last output of an image tower, projected when the tower has a projection."""
+        feats = encoder(images)
         if isinstance(feats, (tuple, list)):
             feats = feats[-1]
-        if self.image_projection is not None:
-            feats = feats @ self.image_projection
-        return feats
+        return feats if projection is None else feats @ projection
 
     def encode_text(self, text_ids: torch.Tensor) -> torch.Tensor:
         """Projected, not normalised text features.
@@ -270,8 +274,10 @@ class ViLReF(BaseModel):
              data_samples: Optional[List] = None) -> Dict[str, torch.Tensor]:
         """The WSCL loss of a batch of image-text pairs, against the memory queue if any.
 
-        ``logit_scale`` is first clamped to [0, ``max_logit_scale``] in place, so the value
-        used is always clamped (the clamp follows every optimizer step). With a queue, the
+        ``logit_scale`` is first clamped to [0, ``max_logit_scale``] in place, so every loss
+        uses a clamped value (CLIP clamps right after each optimizer step; here it happens at
+        the next forward pass, which also works under DDP, whose ``train_step`` bypasses the
+        model's; only the last step's update can leave it above the bound). With a queue, the
         momentum towers also encode the batch (no gradient; unless
         ``encode_momentum_batch`` is off); :class:`MemoryQueueHook` enqueues those features
         after the step.
@@ -315,7 +321,7 @@ class ViLReF(BaseModel):
                                             self._momentum_text_feat(text_ids), labels.detach())
             losses['loss'] = self.loss_module(image_feats, text_feats, labels, scale,
                                               *self.memory_queue.filled())
-            losses['queue_fill'] = torch.tensor(self.memory_queue.fill / self.memory_queue.size)
+            losses['queue_fill'] = self.memory_queue.num_filled / self.memory_queue.size
         losses['logit_scale'] = scale.detach()
         eliminated = getattr(self.loss_module, 'last_eliminated_share', None)
         if eliminated is not None:
@@ -339,12 +345,8 @@ class ViLReF(BaseModel):
         return loss, log_vars
 
     def _momentum_image_feat(self, images: torch.Tensor) -> torch.Tensor:
-        feats = self.momentum_image_encoder(images)
-        if isinstance(feats, (tuple, list)):
-            feats = feats[-1]
-        if self.momentum_image_projection is not None:
-            feats = feats @ self.momentum_image_projection
-        return F.normalize(feats, dim=-1)
+        return F.normalize(self._project_image(self.momentum_image_encoder,
+                                               self.momentum_image_projection, images), dim=-1)
 
     def _momentum_text_feat(self, text_ids: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.momentum_text_encoder(text_ids) @ self.momentum_text_projection,
