@@ -1,4 +1,7 @@
 """atomic_open / write_text_atomic: the destination is complete or untouched."""
+import os
+import stat
+
 import pytest
 
 from vilref_mm.utils import atomic_open, write_text_atomic
@@ -20,3 +23,14 @@ def test_an_error_leaves_the_old_file_and_no_temporary(tmp_path):
             raise RuntimeError('interrupted')
     assert path.read_bytes() == b'old'
     assert [p.name for p in tmp_path.iterdir()] == ['features.npy']
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """As open() would create them (0666 less the umask), not private like mkstemp's 0600."""
+    path = tmp_path / 'shared.txt'
+    old_umask = os.umask(0o022)
+    try:
+        write_text_atomic(path, ['x\n'])
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
