@@ -11,7 +11,7 @@ from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
 import vilref_mm  # noqa: F401  registers the plugin's modules
-from vilref_mm.apis.segmentation import innermost_dataset_cfg
+from vilref_mm.utils.config import innermost_dataset_cfg
 from vilref_mm.datasets.synthetic import generate_synthetic_fundus
 from vilref_mm.engine import build_runner
 

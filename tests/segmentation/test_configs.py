@@ -12,7 +12,7 @@ from mmengine.registry import DefaultScope
 from mmseg.apis import inference_model
 from mmseg.registry import DATASETS, MODELS
 
-from vilref_mm.apis.segmentation import innermost_dataset_cfg
+from vilref_mm.utils.config import innermost_dataset_cfg
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / 'configs' / 'segmentation'
 CONFIGS = sorted(CONFIG_DIR.glob('*.py'))

@@ -17,6 +17,7 @@ import contextlib
 import copy
 import json
 import logging
+import pickle
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +37,12 @@ from torch import nn
 
 import vilref_mm.datasets  # noqa: F401  registers the transforms
 import vilref_mm.models  # noqa: F401  registers the model
-from vilref_mm.apis.segmentation import innermost_dataset_cfg
 from vilref_mm.datasets.downstream import IMAGE_SUFFIXES
 from vilref_mm.evaluation.zero_shot import (ClassNames, PromptError, Templates,
                                             ZeroShotClassifier, load_prompt_file,
                                             resolve_class_names)
-from vilref_mm.utils.checkpoint import (SAFETENSORS_SUFFIX, load_external_checkpoint,
-                                        trusted_checkpoints)
+from vilref_mm.utils.checkpoint import load_external_checkpoint, trusted_checkpoints
+from vilref_mm.utils.config import innermost_dataset_cfg
 from vilref_mm.utils.fileio import atomic_open, write_text_atomic
 
 ImageLike = Union[str, Path, np.ndarray]
@@ -117,8 +117,8 @@ def load_weights(model: nn.Module, checkpoint: str, trusted: bool = False) -> No
         else:
             content = load_external_checkpoint(checkpoint)
     except RuntimeError as error:
-        if checkpoint.endswith(SAFETENSORS_SUFFIX):  # tensors only, but unreadable
-            raise
+        if trusted or not isinstance(error.__cause__, pickle.UnpicklingError):
+            raise  # unreadable (truncated, not a checkpoint): the error names the file
         raise RuntimeError(
             f'{checkpoint}: cannot be read as tensors only; it holds Python objects, like the '
             'checkpoints MMEngine training writes (optimizer, message hub). If your own '

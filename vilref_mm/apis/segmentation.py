@@ -12,16 +12,15 @@ photograph over it. The demo uses it on the synthetic fundus set::
     result['Dice']['vessel'], result['checkpoint'], result['overlay']
 """
 import copy
-import os
 import os.path as osp
-import tempfile
 import time
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import cv2
+import mmcv
 import numpy as np
 import torch
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import CheckpointLoader
@@ -31,19 +30,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from vilref_mm.engine import build_runner, disable_validation, scale_schedule
+from vilref_mm.utils import atomic_open
 from vilref_mm.utils.checkpoint import load_external_checkpoint, trusted_checkpoints
+from vilref_mm.utils.config import innermost_dataset_cfg
 
 #: Prefixes under which checkpoints hold a backbone: a ViLReF model (``image_encoder.``), an
 #: mmseg / mmpretrain model (``backbone.``); a backbone-only file has none.
 BACKBONE_PREFIXES = ('image_encoder.', 'backbone.')
-
-
-def innermost_dataset_cfg(dataloader_cfg: Mapping) -> ConfigDict:
-    """The dataset config of a dataloader config, inside dataset wrappers (``RepeatDataset``)."""
-    dataset = dataloader_cfg['dataset']
-    while 'dataset' in dataset:
-        dataset = dataset['dataset']
-    return dataset
 
 
 def read_backbone_state_dict(checkpoint: str, prefix: Optional[str] = 'auto',
@@ -123,15 +116,11 @@ def overlay_prediction(image: np.ndarray, prediction: np.ndarray,
 
 def write_png(path: str, image: np.ndarray) -> None:
     """Write a PNG atomically."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     ok, data = cv2.imencode('.png', image)
     if not ok:
         raise RuntimeError(f'cannot encode {path} as PNG')
-    fd, tmp = tempfile.mkstemp(suffix='.png', dir=folder)
-    with os.fdopen(fd, 'wb') as f:
-        f.write(data.tobytes())
-    os.replace(tmp, path)
+    with atomic_open(path) as file:
+        file.write(data.tobytes())
 
 
 @torch.no_grad()
@@ -251,7 +240,7 @@ def finetune_segmentation(config: Union[str, Config],
         innermost_dataset_cfg(val_dataloader_cfg).pipeline)))
     prediction = inference_model(model, overlay_image).pred_sem_seg.data[0].cpu().numpy()
     overlay = osp.join(work_dir, 'overlay.png')
-    write_png(overlay, overlay_prediction(cv2.imread(overlay_image), prediction,
+    write_png(overlay, overlay_prediction(mmcv.imread(overlay_image), prediction,
                                           dataloader.dataset.metainfo['palette']))
 
     last = osp.join(work_dir, 'last_checkpoint')
