@@ -4,8 +4,10 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
+from mmengine.fileio import dump
 
 from vilref_mm.engine import build_runner
+from vilref_mm.utils import atomic_open
 
 
 def parse_args() -> argparse.Namespace:
@@ -40,8 +42,9 @@ def main() -> None:
     runner = build_runner(cfg)
     metrics = runner.test()
     if args.out is not None:
-        from mmengine.fileio import dump
-        dump(metrics, args.out)
+        content = dump(metrics, file_format=osp.splitext(args.out)[1][1:])
+        with atomic_open(args.out) as file:
+            file.write(content.encode('utf-8') if isinstance(content, str) else content)
         runner.logger.info(f'metrics written to {args.out}')
 
 

@@ -26,7 +26,7 @@ from mmengine.config import Config
 from mmengine.fileio import load
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.runner.checkpoint import get_state_dict, save_checkpoint, weights_to_cpu
+from mmengine.runner.checkpoint import get_state_dict, weights_to_cpu
 
 from vilref_mm.datasets.label_cache import report_labels
 from vilref_mm.datasets.synthetic import GENERATOR_VERSION, SPLITS, generate_synthetic_fundus
@@ -214,8 +214,7 @@ class SaveInitialWeightsHook(Hook):
 
     def before_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        save_checkpoint({'meta': {'iter': 0}, 'state_dict': weights_to_cpu(
-            get_state_dict(model))}, self.filename)
+        save_tensor_checkpoint(weights_to_cpu(get_state_dict(model)), self.filename)
 
 
 def pretrain(cfg: Config, work_dir: str, data_root: str, max_iters: Optional[int] = None
