@@ -15,6 +15,7 @@ import lmdb
 import numpy as np
 import pytest
 from mmengine.dataset import pseudo_collate
+from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from PIL import Image
 from torch.utils.data import DataLoader
@@ -22,6 +23,8 @@ from torch.utils.data import DataLoader
 import vilref_mm.datasets  # noqa: F401  registers the datasets and transforms
 from vilref_mm.datasets import (ImageReportDataset, ImageReportLMDBDataset, RecordError,
                                 write_image_report_lmdb)
+from vilref_mm.datasets import image_report_lmdb
+from vilref_mm.datasets.few_shot import FewShotDataset
 from vilref_mm.datasets.synthetic import generate_synthetic_fundus
 from vilref_mm.labeling import ReportLabeler
 
@@ -238,6 +241,89 @@ def test_the_builder_skips_missing_images_when_asked(synthetic, tmp_path):
     assert len(ImageReportLMDBDataset(str(tmp_path / 'out'))) == 1
 
 
-def test_write_needs_labelled_records(tmp_path):
-    with pytest.raises(ValueError, match='no usable record'):
-        write_image_report_lmdb([], ['normal'], tmp_path / 'out')
+def test_write_takes_the_manifest_dataset(synthetic, tmp_path):
+    dataset = ImageReportDataset('train.jsonl', data_root=str(synthetic))
+    with pytest.raises(TypeError, match='dataset must be an ImageReportDataset'):
+        write_image_report_lmdb(dataset.data_list, tmp_path / 'out')
+    summary = write_image_report_lmdb(dataset, tmp_path / 'out')
+    assert summary == dict(num_samples=NUM_IMAGES + 1, num_images=NUM_IMAGES, num_skipped=0)
+    assert len(ImageReportLMDBDataset(str(tmp_path / 'out'))) == NUM_IMAGES + 1
+
+
+def test_no_usable_record_names_the_manifest(synthetic, tmp_path):
+    record = json.loads((synthetic / 'train.jsonl').read_text(encoding='utf-8').splitlines()[0])
+    record['image'] = 'images/none.png'
+    manifest = tmp_path / 'train.jsonl'
+    manifest.write_text(json.dumps(record, ensure_ascii=False) + '\n', encoding='utf-8')
+    with pytest.raises(SystemExit, match=rf'{manifest}: no usable record'):
+        build_lmdb.main([str(manifest), str(tmp_path / 'out'), '--data-root', str(synthetic),
+                         '--skip-bad-records'])
+    assert not (tmp_path / 'out').exists()
+
+
+def test_an_unreadable_image_is_read_and_quoted_once(synthetic, tmp_path, monkeypatch):
+    lines = (synthetic / 'train.jsonl').read_text(encoding='utf-8').splitlines()
+    missing = json.loads(lines[1])
+    missing['image'] = 'images/none.png'
+    manifest = tmp_path / 'train.jsonl'
+    manifest.write_text('\n'.join([lines[0]] + [json.dumps(missing)] * 3) + '\n',
+                        encoding='utf-8')
+    warnings = []
+    monkeypatch.setattr(MMLogger.get_current_instance(), 'warning', warnings.append)
+    dataset = ImageReportDataset(str(manifest), data_prefix=dict(img_path=str(synthetic)))
+    summary = write_image_report_lmdb(dataset, tmp_path / 'out', skip_bad_records=True)
+    assert summary == dict(num_samples=1, num_images=1, num_skipped=3)
+    (message, ) = [warning for warning in warnings if 'skipped 3 bad records' in warning]
+    assert message.count('cannot read') == 1
+    assert f"{manifest}:3: field 'image' uses {synthetic}/images/none.png, which cannot be " \
+           f'read (see {manifest}:2)' in message
+
+
+def test_the_builder_explains_a_file_as_out_dir_and_lmdb_errors(synthetic, tmp_path,
+                                                               monkeypatch):
+    out = tmp_path / 'out'
+    out.write_text('not a folder')
+    with pytest.raises(SystemExit, match=rf'error: {out} is a file, not a folder'):
+        build_lmdb.main([str(synthetic / 'train.jsonl'), str(out)])
+    monkeypatch.setattr(image_report_lmdb, '_map_size', lambda infos: 1 << 13)
+    with pytest.raises(SystemExit, match=rf'error: cannot write the LMDB {tmp_path}/new '
+                       r'\(MapFullError: .*MDB_MAP_FULL'):
+        build_lmdb.main([str(synthetic / 'train.jsonl'), str(tmp_path / 'new')])
+    assert [path.name for path in tmp_path.iterdir()] == ['out']
+
+
+def test_get_data_info_reads_no_image(built, monkeypatch):
+    dataset = ImageReportLMDBDataset(str(built), pipeline=LOAD)
+    opened = []
+    open_readonly = image_report_lmdb.open_readonly
+    monkeypatch.setattr(image_report_lmdb, 'open_readonly',
+                        lambda path: opened.append(Path(path).name) or open_readonly(path))
+    infos = [dataset.get_data_info(index) for index in range(len(dataset))]
+    subset = FewShotDataset(dataset, fraction=0.5)
+    subset.get_cat_ids(0)
+    assert opened == [] and not any('img_bytes' in info for info in infos)
+    assert subset[0]['img'].shape == (64, 64, 3)
+    assert opened == ['imgs']
+
+
+def test_a_stored_image_is_decoded_only_when_loaded(tmp_path):
+    folder = write_pairs(tmp_path, [GOOD_PAIR], {'0': b'abc'})
+    dataset = ImageReportLMDBDataset(str(folder), label_cache=False, pipeline=LOAD)
+    assert dataset.get_data_info(0)['image_id'] == '0'
+    with pytest.raises(RecordError, match=rf"{folder}/pairs #0: field 'image_id' the image "
+                       r"'0' in .* is not url-safe base64"):
+        dataset[0]
+
+
+def test_an_image_missing_at_read_time_is_reported_missing(tmp_path):
+    folder = write_pairs(tmp_path / 'lmdb', [GOOD_PAIR], {'0': PNG})
+    dataset = ImageReportLMDBDataset(str(folder), label_cache=False, pipeline=LOAD)
+    write_pairs(tmp_path / 'rebuilt', [GOOD_PAIR], {'1': PNG})
+    # The old folder is kept, so that the new data.mdb cannot reuse its inode.
+    os.replace(folder / 'imgs', tmp_path / 'old_imgs')
+    os.replace(tmp_path / 'rebuilt' / 'imgs', folder / 'imgs')
+    with pytest.raises(RecordError) as info:
+        dataset[0]
+    assert str(info.value).startswith(
+        f"{folder}/pairs #0: field 'image_id' the image '0' is missing from {folder}/imgs")
+    assert 'rebuild the LMDB with tools/data/build_lmdb.py' in str(info.value)

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+import lmdb
+
 from vilref_mm.datasets import ImageReportDataset, RecordError, write_image_report_lmdb
 from vilref_mm.labeling import LexiconError
 
@@ -36,12 +38,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         dataset = ImageReportDataset(
             str(args.manifest), data_prefix=dict(img_path=str(args.data_root or
                                                              args.manifest.parent)),
-            lexicon=args.lexicon, skip_bad_records=args.skip_bad_records, serialize_data=False)
-        summary = write_image_report_lmdb(
-            dataset.data_list, dataset.metainfo['classes'], args.out_dir,
-            overwrite=args.overwrite, skip_bad_records=args.skip_bad_records)
-    except (FileNotFoundError, FileExistsError, LexiconError, RecordError, ValueError) as error:
+            lexicon=args.lexicon, skip_bad_records=args.skip_bad_records)
+        summary = write_image_report_lmdb(dataset, args.out_dir, overwrite=args.overwrite,
+                                          skip_bad_records=args.skip_bad_records)
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, LexiconError, RecordError,
+            ValueError) as error:
         sys.exit(f'error: {error}')
+    except lmdb.Error as error:
+        sys.exit(f'error: cannot write the LMDB {args.out_dir} ({type(error).__name__}: '
+                 f'{error}); check the free disk space and that the folder is writable')
     print(f'wrote {summary["num_samples"]:,} pairs and {summary["num_images"]:,} images '
           f'({summary["num_skipped"]:,} records skipped) to {args.out_dir} in '
           f'{time.perf_counter() - start:.1f} s')

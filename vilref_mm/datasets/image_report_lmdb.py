@@ -25,13 +25,13 @@ import pickle
 import secrets
 import shutil
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import lmdb
 from mmpretrain.registry import DATASETS
 from PIL import Image
 
-from .image_report import BaseImageReportDataset
+from .image_report import BaseImageReportDataset, ImageReportDataset
 from .records import BadRecords, RecordError, check_text, label_vector
 
 #: Write transactions commit after this many puts (LMDB keeps a transaction's pages in memory).
@@ -87,7 +87,8 @@ class ImageReportLMDBDataset(BaseImageReportDataset):
     report labeler and the labels cached next to the folder.
 
     Each data info holds ``image_id``, ``text``, ``eye`` (None: the layout has no eye),
-    ``gt_score`` and ``record`` (``DIR/pairs #INDEX``).
+    ``gt_score`` and ``record`` (``DIR/pairs #INDEX``); :meth:`prepare_data` adds the image
+    as ``img_bytes``, so ``get_data_info`` reads no image.
 
     Args:
         ann_file: The LMDB folder (with ``pairs/`` and ``imgs/``), relative to ``data_root``
@@ -145,19 +146,31 @@ class ImageReportLMDBDataset(BaseImageReportDataset):
             info['text'] = info['text'][self.strip_text_prefix:]
         return data_list
 
-    def get_data_info(self, idx: int) -> dict:
-        """The data info of sample ``idx`` with its encoded image as ``img_bytes``."""
-        info = super().get_data_info(idx)
-        images = open_readonly(Path(self.ann_file) / 'imgs')
-        with images.begin() as txn:
+    def prepare_data(self, idx: int) -> Optional[dict]:
+        """Sample ``idx`` through the pipeline, its encoded image read as ``img_bytes``.
+
+        The image is read here rather than in :meth:`get_data_info`, which thus stays cheap
+        for samplers, ``get_cat_ids`` and dataset wrappers that only read labels.
+        """
+        info = self.get_data_info(idx)
+        info['img_bytes'] = self._read_image(info)
+        return self.pipeline(info)
+
+    def _read_image(self, info: dict) -> bytes:
+        """The encoded image file of a data info, from ``imgs/``."""
+        images = Path(self.ann_file) / 'imgs'
+        with open_readonly(images).begin() as txn:
             encoded = txn.get(info['image_id'].encode())
+        if encoded is None:
+            raise RecordError(info['record'], 'image_id', f'the image {info["image_id"]!r} is '
+                              f'missing from {images} (was the folder changed after the dataset '
+                              'was loaded?); rebuild the LMDB with tools/data/build_lmdb.py')
         try:
-            info['img_bytes'] = base64.urlsafe_b64decode(encoded)
-        except (TypeError, binascii.Error) as error:
+            return base64.urlsafe_b64decode(encoded)
+        except binascii.Error as error:
             raise RecordError(info['record'], 'image_id', f'the image {info["image_id"]!r} in '
-                              f'{self.ann_file}/imgs is not url-safe base64 ({error}); rebuild '
-                              'the LMDB') from error
-        return info
+                              f'{images} is not url-safe base64 ({error}); rebuild the LMDB '
+                              'with tools/data/build_lmdb.py') from error
 
     def _parse_pair(self, value: Optional[bytes], where: str) -> dict:
         """The data info of one stored pair."""
@@ -191,18 +204,17 @@ def _count(txn: lmdb.Transaction, key: bytes, path: Path) -> int:
                          'or not a number; this is not an image-report LMDB') from error
 
 
-def write_image_report_lmdb(data_list: Iterable[dict], classes: Sequence[str],
-                            out_dir: Union[str, Path], overwrite: bool = False,
+def write_image_report_lmdb(dataset: ImageReportDataset, out_dir: Union[str, Path],
+                            overwrite: bool = False,
                             skip_bad_records: bool = False) -> Dict[str, int]:
-    """Write image-report pairs in the release's LMDB layout (with labels and classes).
+    """Write the pairs of a manifest in the release's LMDB layout (with labels and classes).
 
     Each distinct image file is stored once, as url-safe base64 of its bytes (not re-encoded).
     The folder is built next to ``out_dir`` and moved into place when complete.
 
     Args:
-        data_list: Data infos with ``img_path``, ``text``, ``gt_score`` and ``record`` (those
-            of :class:`ImageReportDataset`).
-        classes: Names of the label entries, stored as ``b'classes'``.
+        dataset: The manifest's dataset; its records (``get_data_info``) give the images,
+            reports and labels, its ``metainfo['classes']`` the stored ``b'classes'``.
         out_dir: The LMDB folder to write.
         overwrite: Replace an existing non-empty ``out_dir``.
         skip_bad_records: Skip records whose image is missing or unreadable instead of raising.
@@ -210,36 +222,52 @@ def write_image_report_lmdb(data_list: Iterable[dict], classes: Sequence[str],
     Returns:
         ``num_samples``, ``num_images`` and ``num_skipped``.
     """
+    if not isinstance(dataset, ImageReportDataset):
+        raise TypeError('write_image_report_lmdb: dataset must be an ImageReportDataset (the '
+                        f'manifest to store), got {type(dataset).__name__}; build it with '
+                        'ImageReportDataset(MANIFEST, ...)')
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f'{out_dir} is a file, not a folder; give the folder to '
+                                 'write the LMDB in (a new one, or one to --overwrite)')
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f'{out_dir} exists and is not empty; remove it or overwrite it '
                               '(--overwrite)')
-    data_list = list(data_list)
+    infos = [dataset.get_data_info(index) for index in range(len(dataset))]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    bad_records = BadRecords('the manifest', skip_bad_records)
+    bad_records = BadRecords(str(dataset.ann_file), skip_bad_records)
     temp_dir = out_dir.with_name(f'.{out_dir.name}.{os.getpid()}.{secrets.token_hex(4)}')
     temp_dir.mkdir()
-    map_size = _map_size(data_list)
-    pairs = _Writer(temp_dir / 'pairs', map_size)
-    images = _Writer(temp_dir / 'imgs', map_size)
+    pairs = images = None
     try:
+        map_size = _map_size(infos)
+        pairs = _Writer(temp_dir / 'pairs', map_size)
+        images = _Writer(temp_dir / 'imgs', map_size)
         image_ids: Dict[str, int] = {}
-        for info in data_list:
-            image_id = image_ids.get(info['img_path'])
+        unreadable: Dict[str, RecordError] = {}  # image path -> the error of its first record
+        for info in infos:
+            path = info['img_path']
+            if path in unreadable:
+                bad_records(RecordError(info['record'], 'image', f'uses {path}, which '
+                                        f'cannot be read (see {unreadable[path].where})'))
+                continue
+            image_id = image_ids.get(path)
             if image_id is None:
                 try:
-                    encoded = _read_image_file(info['img_path'], info['record'])
+                    encoded = _read_image_file(path, info['record'])
                 except RecordError as error:
+                    unreadable[path] = error
                     bad_records(error)
                     continue
-                image_id = image_ids[info['img_path']] = len(image_ids)
+                image_id = image_ids[path] = len(image_ids)
                 images.put(str(image_id), base64.urlsafe_b64encode(encoded))
             pair = (image_id, pairs.count, info['text'], info['gt_score'].tolist())
             pairs.put(str(pairs.count), pickle.dumps(pair))
         bad_records.log_summary(pairs.count)
         summary = dict(num_samples=pairs.count, num_images=images.count,
                        num_skipped=len(bad_records.errors))
-        pairs.close({'num_samples': pairs.count, 'classes': json.dumps(list(classes))})
+        pairs.close({'num_samples': pairs.count,
+                     'classes': json.dumps(list(dataset.metainfo['classes']))})
         images.close({'num_images': images.count})
         if out_dir.exists():
             old_dir = temp_dir.with_name(f'{temp_dir.name}.old')
@@ -249,8 +277,9 @@ def write_image_report_lmdb(data_list: Iterable[dict], classes: Sequence[str],
         else:
             os.replace(temp_dir, out_dir)
     except BaseException:
-        pairs.env.close()
-        images.env.close()
+        for writer in (pairs, images):
+            if writer is not None:
+                writer.env.close()
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise
     return summary
@@ -279,13 +308,12 @@ class _Writer:
         self.env.close()
 
 
-def _map_size(data_list: Sequence[dict]) -> int:
+def _map_size(infos: Sequence[dict]) -> int:
     """An upper bound of the size of both environments: base64 images, pickled pairs, slack."""
-    image_bytes = sum(os.path.getsize(path) for path in {info['img_path'] for info in data_list}
+    image_bytes = sum(os.path.getsize(path) for path in {info['img_path'] for info in infos}
                       if os.path.isfile(path))
-    text_bytes = sum(len(info['text'].encode()) + 16 * len(info['gt_score'])
-                     for info in data_list)
-    return 2 * math.ceil(image_bytes * 4 / 3 + text_bytes) + 4096 * len(data_list) + (64 << 20)
+    text_bytes = sum(len(info['text'].encode()) + 16 * len(info['gt_score']) for info in infos)
+    return 2 * math.ceil(image_bytes * 4 / 3 + text_bytes) + 4096 * len(infos) + (64 << 20)
 
 
 def _read_image_file(path: str, record: str) -> bytes:
