@@ -1,6 +1,7 @@
 """Downstream datasets: the generic CSV and the RFMiD, ODIR-5K, REFUGE, MESSIDOR and FIVES
 layouts, on tiny files written to tmp_path."""
 import logging
+import sys
 from pathlib import Path
 
 import cv2
@@ -271,3 +272,62 @@ def test_fives(tmp_path):
         FIVESDataset(split='train', data_root=str(tmp_path))
     with pytest.raises(FileNotFoundError, match='image folder not found'):
         FIVESDataset(split='test', data_root=str(tmp_path / 'missing'))
+
+
+def test_empty_datasets_name_the_file_or_folder(tmp_path):
+    (tmp_path / 'fives' / 'test' / 'Original').mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=rf"{tmp_path / 'fives'}/test/Original: no "
+                       r'image \(\.jpg.*check data_root, data_prefix \(and split\)'):
+        FIVESDataset(data_root=str(tmp_path / 'fives'))
+    for name in ('Glaucoma', 'Non-Glaucoma'):
+        (tmp_path / 'refuge' / name).mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=rf"{tmp_path / 'refuge'}/Non-Glaucoma and "
+                       rf"{tmp_path / 'refuge'}/Glaucoma: no image"):
+        REFUGEGlaucomaDataset(data_prefix=str(tmp_path / 'refuge'))
+    (tmp_path / 'flat').mkdir()
+    with pytest.raises(FileNotFoundError, match=rf"{tmp_path / 'flat'}: no image"):
+        REFUGEGlaucomaDataset(data_prefix=str(tmp_path / 'flat'))
+    header_only = {
+        FundusCSVDataset: ['image', 'glaucoma'],
+        REFUGEGlaucomaDataset: ['ImgName', 'Label(Glaucoma=1)'],
+        MessidorDataset: ['Image name', 'Retinopathy grade'],
+    }
+    for dataset_type, header in header_only.items():
+        path = write_csv(tmp_path / f'{dataset_type.__name__}.csv', [header, [], ['', '']])
+        with pytest.raises(ValueError, match=rf'{path}: the table has a header but no data '
+                           'rows; check ann_file and data_root'):
+            dataset_type(ann_file=str(path))
+
+
+def test_a_row_with_more_cells_than_the_header_is_an_error(tmp_path):
+    path = write_csv(tmp_path / 'labels.csv', [['image', 'glaucoma'], ['a.png', 1],
+                                               ['b,c.png', 0]])
+    with pytest.raises(RecordError, match=rf'{path}:3: has 3 cells but the header has 2, '
+                       r"so \['0'\] would be lost; quote cells that contain commas"):
+        FundusCSVDataset(str(path))
+    path.write_text('image,glaucoma\na.png,1,,\n"b,c.png",0\n', encoding='utf-8')
+    dataset = FundusCSVDataset(str(path))  # quoted commas and empty extra cells are fine
+    assert [dataset.get_data_info(i)['img_path'] for i in range(2)] == ['a.png', 'b,c.png']
+    assert [dataset.get_data_info(i)['gt_label'] for i in range(2)] == [[0], []]
+
+
+def test_spreadsheets_skip_blank_rows_like_csv_tables(tmp_path, monkeypatch):
+    class Frame:
+        columns = ['image', 'glaucoma ']
+        rows = [('a.png', '1'), ('', ' '), ('b.png', '0')]
+
+        def itertuples(self, index):
+            return iter(self.rows)
+
+    pandas = type(sys)('pandas')
+    pandas.read_excel = lambda path, dtype, keep_default_na: Frame()
+    monkeypatch.setitem(sys.modules, 'pandas', pandas)
+    (tmp_path / 'labels.xlsx').write_bytes(b'')
+    write_csv(tmp_path / 'labels.csv', [Frame.columns, *Frame.rows])
+    for name in ('labels.xlsx', 'labels.csv'):
+        dataset = FundusCSVDataset(str(tmp_path / name))
+        assert dataset.classes == ('glaucoma', ) and len(dataset) == 2
+        assert [dataset.get_data_info(i)['gt_label'] for i in range(2)] == [[0], []]
+    Frame.rows[2] = ('b.png', 'yes')
+    with pytest.raises(RecordError, match=r"labels\.xlsx:4: field 'glaucoma' 'yes'"):
+        FundusCSVDataset(str(tmp_path / 'labels.xlsx'))

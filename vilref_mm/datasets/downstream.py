@@ -63,32 +63,51 @@ FIVES_LETTERS = {'N': 'normal', 'A': 'amd', 'D': 'diabetic_retinopathy', 'G': 'g
 def read_table(path: str) -> Tuple[List[str], List[Tuple[str, Dict[str, str]]]]:
     """Read a CSV (or, with pandas installed, .xls/.xlsx) table of string cells.
 
+    Blank rows are skipped; a row may leave trailing cells out (they are empty) but not have
+    more non-empty cells than the header.
+
     Args:
         path: The table.
 
     Returns:
         tuple: The header (names stripped) and the rows as ``(where, {column: stripped
         cell})``, ``where`` being ``FILE:LINE`` for error messages.
+
+    Raises:
+        RecordError: The table has no header, or a row has more cells than the header.
+        ValueError: The table has no data row.
     """
     suffix = Path(path).suffix.lower()
     if suffix in ('.xls', '.xlsx'):
-        return _read_excel(path)
-    with open(path, newline='', encoding='utf-8-sig') as file:
-        reader = csv.reader(file)
-        header = [name.strip() for name in next(reader, [])]
-        if not header:
-            raise RecordError(f'{path}:1', None, 'the table is empty; expected a header row')
-        rows = []
-        for cells in reader:
-            if not any(cell.strip() for cell in cells):
-                continue
-            cells += [''] * (len(header) - len(cells))  # short rows: empty trailing cells
-            rows.append((f'{path}:{reader.line_num}',
-                         {name: cell.strip() for name, cell in zip(header, cells)}))
+        header, numbered_rows = _read_excel(path)
+    else:
+        with open(path, newline='', encoding='utf-8-sig') as file:
+            reader = csv.reader(file)
+            header = next(reader, [])
+            numbered_rows = [(reader.line_num, cells) for cells in reader]
+    header = [str(name).strip() for name in header]
+    if not any(header):
+        raise RecordError(f'{path}:1', None, 'the table is empty; expected a header row')
+    rows = []
+    for line, cells in numbered_rows:
+        cells = [str(cell).strip() for cell in cells]
+        if not any(cells):
+            continue
+        if any(cells[len(header):]):
+            raise RecordError(f'{path}:{line}', None, f'has {len(cells)} cells but the header '
+                              f'has {len(header)}, so {cells[len(header):]} would be lost; quote '
+                              'cells that contain commas ("a,b.png"), or name every column in '
+                              'the header')
+        cells += [''] * (len(header) - len(cells))  # short rows: empty trailing cells
+        rows.append((f'{path}:{line}', dict(zip(header, cells))))
+    if not rows:
+        raise ValueError(f'{path}: the table has a header but no data rows; check ann_file '
+                         'and data_root (is it the right table?)')
     return header, rows
 
 
-def _read_excel(path: str) -> Tuple[List[str], List[Tuple[str, Dict[str, str]]]]:
+def _read_excel(path: str) -> Tuple[List[str], List[Tuple[int, List[str]]]]:
+    """The header and the ``(line, cells)`` rows of a spreadsheet's first sheet."""
     try:
         import pandas as pd
         frame = pd.read_excel(path, dtype=str, keep_default_na=False)
@@ -97,11 +116,8 @@ def _read_excel(path: str) -> Tuple[List[str], List[Tuple[str, Dict[str, str]]]]
             f'{path}: reading a spreadsheet needs pandas with xlrd (.xls) or openpyxl (.xlsx), '
             f'which are not installed ({error}); export the sheet as CSV, e.g. '
             f'`libreoffice --headless --convert-to csv "{path}"`, and pass the .csv') from error
-    header = [str(name).strip() for name in frame.columns]
-    rows = [(f'{path}:{index + 2}',
-             {name: str(cell).strip() for name, cell in zip(header, values)})
-            for index, values in enumerate(frame.itertuples(index=False))]
-    return header, rows
+    return list(frame.columns), [(index + 2, list(values))
+                                 for index, values in enumerate(frame.itertuples(index=False))]
 
 
 def _require_columns(path: str, header: Sequence[str], columns: Sequence[str]) -> None:
@@ -158,6 +174,12 @@ def _list_images(folder: Path) -> List[Path]:
                   if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _no_images(folders: str) -> FileNotFoundError:
+    """The error for image folders that hold no image."""
+    return FileNotFoundError(f'{folders}: no image ({", ".join(IMAGE_SUFFIXES)}) found; check '
+                             'data_root, data_prefix (and split)')
+
+
 class DownstreamDataset(BaseDataset):
     """What the downstream datasets share: multi-label or multi-class infos and category ids.
 
@@ -185,9 +207,9 @@ class DownstreamDataset(BaseDataset):
         return dict(img_path=img_path, gt_label=int(label), **extra)
 
     def get_cat_ids(self, idx: int) -> List[int]:
-        """Category ids of sample ``idx`` (for class-aware samplers)."""
-        label = self.get_data_info(idx)['gt_label']
-        return list(label) if self.multi_label else [int(label)]
+        """Category ids of sample ``idx``: mmpretrain's, or the indices of a multi-label one."""
+        return (list(self.get_data_info(idx)['gt_label']) if self.multi_label else
+                super().get_cat_ids(idx))
 
     def image_path(self, name: str) -> str:
         """Path of an image file named in an annotation."""
@@ -433,11 +455,17 @@ class REFUGEGlaucomaDataset(DownstreamDataset):
         root = Path(self.data_prefix['img_path'])
         folders = {path.name.lower(): path for path in _list_dirs(root)}
         if set(self.FOLDERS) <= set(folders):
-            return [self.multi_class_info(str(path), label)
-                    for name, label in self.FOLDERS.items()
-                    for path in _list_images(folders[name])]
+            data_list = [self.multi_class_info(str(path), label)
+                         for name, label in self.FOLDERS.items()
+                         for path in _list_images(folders[name])]
+            if not data_list:
+                raise _no_images(' and '.join(str(folders[name]) for name in self.FOLDERS))
+            return data_list
         data_list = []
-        for path in _list_images(root):
+        images = _list_images(root)
+        if not images:
+            raise _no_images(str(root))
+        for path in images:
             label = {'n': 0, 'g': 1}.get(path.name[0].lower())
             if label is None:
                 raise RecordError(str(path), None,
@@ -542,8 +570,11 @@ class FIVESDataset(DownstreamDataset):
         if self.split is not None:
             folder = folder / self.split / 'Original'
         index = {letter: position for position, letter in enumerate(FIVES_LETTERS)}
+        images = _list_images(folder)
+        if not images:
+            raise _no_images(str(folder))
         data_list = []
-        for path in _list_images(folder):
+        for path in images:
             match = self.NAME.match(path.name)
             letter = match.group(1).upper() if match else None
             if letter not in index:
