@@ -245,6 +245,15 @@ def test_a_line_that_is_not_utf8_is_a_bad_record(tmp_path):
         ImageReportDataset(str(manifest), label_cache=False)
 
 
+def test_a_byte_order_mark_and_blank_lines_are_accepted(tmp_path):
+    manifest = tmp_path / 'bom.jsonl'
+    manifest.write_text(f'{json.dumps(GOOD)}\n\n  \n{json.dumps(GOOD)}\n', encoding='utf-8-sig')
+    dataset = ImageReportDataset(str(manifest), label_cache=False)
+    assert [dataset.get_data_info(i)['record'] for i in range(2)] == [f'{manifest}:1',
+                                                                      f'{manifest}:4']
+    assert dataset.get_data_info(0)['img_path'] == GOOD['image']
+
+
 def test_skip_bad_records_skips_and_logs(tmp_path, monkeypatch):
     lines = [json.dumps(GOOD)] + [line for line, _, _ in BAD_RECORDS] + [json.dumps(GOOD)]
     manifest = write_lines(tmp_path / 'bad.jsonl', lines)

@@ -61,8 +61,8 @@ def test_labels_written_and_summary_printed(tmp_path, capsys):
     ('{"image": "x.png"}', "field 'report' is missing"),
     ('{"image": "x.png", "report": ""}', "field 'report' is empty"),
     ('{"image": "x.png", "report": 3}', "field 'report' must be a string"),
-    ('{"image": "x.png", "report": "出血"', 'not valid JSON'),
-    ('["出血"]', 'a record must be a JSON object'),
+    ('{"image": "x.png", "report": "出血"', 'is not valid JSON'),
+    ('["出血"]', 'must be a JSON object'),
     ('{"image": "x.png", "report": "出血", "eye": "OD"}', "field 'eye'"),
 ])
 def test_bad_record_names_the_line_and_writes_nothing(tmp_path, capsys, bad_line, problem):
@@ -74,6 +74,20 @@ def test_bad_record_names_the_line_and_writes_nothing(tmp_path, capsys, bad_line
     assert f'{source}:3: {problem}' in str(exit_info.value)
     assert target.read_text(encoding='utf-8') == 'old content\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['in.jsonl', 'out.jsonl']
+
+
+def test_a_manifest_with_a_byte_order_mark_is_read_as_by_the_dataset(tmp_path):
+    source = tmp_path / 'in.jsonl'
+    source.write_text(json.dumps(RECORDS[1], ensure_ascii=False) + '\n', encoding='utf-8-sig')
+    target = tmp_path / 'out.jsonl'
+    load_cli().main([str(source), str(target)])
+    (written, ) = [json.loads(line) for line in target.read_text(encoding='utf-8').splitlines()]
+    assert written['report'] == RECORDS[1]['report'] and written['labels']['glaucoma'] == 0.5
+
+
+def test_a_missing_manifest_is_named(tmp_path):
+    with pytest.raises(SystemExit, match=f'error: {tmp_path}/none.jsonl: no such file'):
+        load_cli().main([str(tmp_path / 'none.jsonl'), str(tmp_path / 'out.jsonl')])
 
 
 def test_user_lexicon_option(tmp_path):
@@ -94,5 +108,5 @@ def test_command_line_exit_status(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPT), str(source), str(target)],
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 1
-    assert f'{source}:2: not valid JSON' in result.stderr
+    assert f'{source}:2: is not valid JSON' in result.stderr
     assert not target.exists()

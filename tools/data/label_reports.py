@@ -8,75 +8,31 @@ record is valid; OUT is replaced atomically (it may be IN).
 """
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import numpy as np
 
+from vilref_mm.datasets.records import RecordError, parse_manifest_line
 from vilref_mm.labeling import LexiconError, ReportLabeler
-from vilref_mm.labeling.labeler import EYES
-
-
-class ManifestError(ValueError):
-    """An invalid manifest record; the message names the file and the line."""
+from vilref_mm.utils.fileio import write_text_atomic
 
 
 def read_manifest(path: Path) -> List[dict]:
-    """Parse and check every record of ``path`` (blank lines are skipped)."""
+    """Parse and check every record of ``path`` (blank lines are skipped).
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        RecordError: A bad line; the message names the file, the line and the field.
+    """
     if not path.is_file():
-        raise ManifestError(f'{path}: no such file')
-    records = []
+        raise FileNotFoundError(f'{path}: no such file; pass the JSON Lines manifest to label')
     with path.open('rb') as lines:
-        for number, raw in enumerate(lines, 1):
-            where = f'{path}:{number}'
-            try:
-                line = raw.decode('utf-8')
-            except UnicodeDecodeError as error:
-                raise ManifestError(f'{where}: not UTF-8 text ({error.reason}); save the manifest '
-                                    'as UTF-8') from error
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ManifestError(f'{where}: not valid JSON ({error.msg}, column '
-                                    f'{error.colno}); fix or remove the line') from error
-            if not isinstance(record, dict):
-                raise ManifestError(f'{where}: a record must be a JSON object, got '
-                                    f'{type(record).__name__}')
-            report = record.get('report')
-            if 'report' not in record:
-                raise ManifestError(f"{where}: field 'report' is missing; every record needs "
-                                    'the report text')
-            if not isinstance(report, str):
-                raise ManifestError(f"{where}: field 'report' must be a string, got "
-                                    f'{type(report).__name__}')
-            if not report.strip():
-                raise ManifestError(f"{where}: field 'report' is empty; drop the record or fill "
-                                    'in its report')
-            if record.get('eye') is not None and record['eye'] not in EYES:
-                raise ManifestError(f"{where}: field 'eye' must be 'left', 'right' or null, got "
-                                    f"{record['eye']!r}")
-            records.append(record)
-    return records
-
-
-def write_manifest(records: List[dict], path: Path) -> None:
-    """Write ``records`` as JSON Lines to ``path`` atomically (temp file + os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(handle, 'w', encoding='utf-8') as temp:
-            for record in records:
-                temp.write(json.dumps(record, ensure_ascii=False) + '\n')
-        os.replace(temp_name, path)
-    except BaseException:
-        os.unlink(temp_name)
-        raise
+        records = (parse_manifest_line(line, f'{path}:{number}')
+                   for number, line in enumerate(lines, 1))
+        return [record for record in records if record is not None]
 
 
 def print_summary(classes: Sequence[str], vectors: np.ndarray, seconds: float) -> None:
@@ -103,7 +59,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         labeler = ReportLabeler(args.lexicon)
         records = read_manifest(args.input)
-    except (LexiconError, ManifestError) as error:
+    except (FileNotFoundError, LexiconError, RecordError) as error:
         sys.exit(f'error: {error}')
 
     start = time.perf_counter()
@@ -113,7 +69,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     seconds = time.perf_counter() - start
     for record, vector in zip(records, vectors.tolist()):
         record['labels'] = dict(zip(labeler.classes, vector))
-    write_manifest(records, args.output)
+    write_text_atomic(args.output, (json.dumps(record, ensure_ascii=False) + '\n'
+                                    for record in records))
     print_summary(labeler.classes, vectors, seconds)
     print(f'wrote {args.output}')
 

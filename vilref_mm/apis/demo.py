@@ -29,6 +29,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import get_state_dict, weights_to_cpu
 
 from vilref_mm.datasets.label_cache import report_labels
+from vilref_mm.datasets.records import parse_manifest_line
 from vilref_mm.datasets.synthetic import GENERATOR_VERSION, SPLITS, generate_synthetic_fundus
 from vilref_mm.engine import build_runner, disable_validation, scale_schedule
 from vilref_mm.engine.runner import drop_console_messages
@@ -139,9 +140,11 @@ def prepare_synthetic_data(out_dir: str, spec: SyntheticDataSpec, reuse: bool,
 
 
 def read_manifest(path: Path) -> List[dict]:
-    """The records of a JSON Lines manifest."""
-    with path.open(encoding='utf-8') as lines:
-        return [json.loads(line) for line in lines if line.strip()]
+    """The records of a JSON Lines manifest (blank lines skipped)."""
+    with path.open('rb') as lines:
+        records = (parse_manifest_line(line, f'{path}:{number}')
+                   for number, line in enumerate(lines, 1))
+        return [record for record in records if record is not None]
 
 
 def measure_labeler(data_root: str, splits: Sequence[str] = SPLITS) -> dict:

@@ -1,8 +1,7 @@
 """Image-report pairs for pre-training, read from a JSON Lines manifest."""
-import json
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 from mmengine.dataset import BaseDataset
 from mmengine.fileio import get_file_backend
@@ -10,7 +9,8 @@ from mmpretrain.registry import DATASETS
 
 from vilref_mm.labeling import load_lexicon
 from .label_cache import report_labels
-from .records import BadRecords, RecordError, check_eye, check_text, label_vector
+from .records import (BadRecords, RecordError, check_text, label_vector, parse_manifest_line,
+                      required_field)
 
 
 class BaseImageReportDataset(BaseDataset):
@@ -160,34 +160,15 @@ class ImageReportDataset(BaseImageReportDataset):
 
         ``image_path`` turns the ``image`` field into the image's path.
         """
-        try:
-            text = line.decode('utf-8-sig')
-        except UnicodeDecodeError as error:
-            raise RecordError(where, None, f'is not UTF-8 text ({error.reason}); save the '
-                              'manifest as UTF-8') from error
-        if not text.strip():
+        record = parse_manifest_line(line, where)
+        if record is None:
             return None
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise RecordError(where, None, f'is not valid JSON ({error.msg}, column '
-                              f'{error.colno}); fix or remove the line') from error
-        if not isinstance(record, dict):
-            raise RecordError(where, None, 'must be a JSON object with "image" and "report", '
-                              f'got {type(record).__name__}')
         labels = record.get('labels')
         return dict(
-            img_path=image_path(check_text(_required(record, 'image', where), where, 'image')),
-            text=check_text(_required(record, 'report', where), where, 'report'),
-            eye=check_eye(record.get('eye'), where),
+            img_path=image_path(check_text(required_field(record, 'image', where), where,
+                                           'image')),
+            text=record['report'],
+            eye=record.get('eye'),
             gt_score=None if labels is None else label_vector(labels, self.classes, where,
                                                                'labels'),
             record=where)
-
-
-def _required(record: dict, field: str, where: str) -> Any:
-    """``record[field]``, which must be present."""
-    if field not in record:
-        raise RecordError(where, field, 'is missing; every record needs "image" (the image '
-                          'file) and "report" (the report text)')
-    return record[field]

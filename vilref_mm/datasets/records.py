@@ -1,10 +1,11 @@
-"""Checking the records of image-report datasets (manifest lines, LMDB pairs).
+"""Reading and checking the records of image-report datasets (manifest lines, LMDB pairs).
 
 Every problem is a :class:`RecordError` that names where the record is (``FILE:LINE`` of a
 manifest, ``DIR/pairs #INDEX`` of an LMDB), the field, and what to do. A dataset either raises
 the first one or, with ``skip_bad_records=True``, skips the record and logs a summary
 (:class:`BadRecords`).
 """
+import json
 import math
 from typing import Any, Iterator, List, Mapping, Optional, Sequence
 
@@ -72,6 +73,51 @@ class BadRecords:
             return ''
         quoted = '; '.join(map(str, self.errors[:NUM_QUOTED_REASONS]))
         return f'; first {min(len(self.errors), NUM_QUOTED_REASONS)}: {quoted}'
+
+
+def parse_manifest_line(line: bytes, where: str) -> Optional[dict]:
+    """The record of one line of a JSON Lines manifest, with ``report`` and ``eye`` checked.
+
+    The line is UTF-8 (a byte order mark is allowed) holding a JSON object with a non-empty
+    string ``report`` and, optionally, ``eye`` ('left', 'right' or null). Other fields are
+    returned unchecked.
+
+    Args:
+        line: The raw line.
+        where: ``FILE:LINE``, for error messages.
+
+    Returns:
+        The record, or None for a blank line.
+
+    Raises:
+        RecordError: The line is not UTF-8 or JSON, or a checked field is bad.
+    """
+    try:
+        text = line.decode('utf-8-sig')
+    except UnicodeDecodeError as error:
+        raise RecordError(where, None, f'is not UTF-8 text ({error.reason}); save the '
+                          'manifest as UTF-8') from error
+    if not text.strip():
+        return None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RecordError(where, None, f'is not valid JSON ({error.msg}, column '
+                          f'{error.colno}); fix or remove the line') from error
+    if not isinstance(record, dict):
+        raise RecordError(where, None, 'must be a JSON object with "image" and "report", '
+                          f'got {type(record).__name__}')
+    check_text(required_field(record, 'report', where), where, 'report')
+    check_eye(record.get('eye'), where)
+    return record
+
+
+def required_field(record: Mapping[str, Any], field: str, where: str) -> Any:
+    """``record[field]``, which must be present."""
+    if field not in record:
+        raise RecordError(where, field, 'is missing; every record needs "image" (the image '
+                          'file) and "report" (the report text)')
+    return record[field]
 
 
 def check_text(value: Any, where: str, field: str) -> str:
