@@ -17,7 +17,7 @@ from torch.utils.data import get_worker_info
 
 from vilref_mm import labeling
 from vilref_mm.labeling import Lexicon, ReportLabeler
-from vilref_mm.labeling.lexicon import _read_merged
+from vilref_mm.labeling.lexicon import read_lexicon_content
 from vilref_mm.utils.fileio import atomic_open
 
 _LABELING_DIR = Path(labeling.__file__).parent
@@ -28,7 +28,7 @@ def labeling_fingerprint(lexicon: Lexicon) -> 'hashlib._Hash':
     digest = hashlib.sha256()
     for source in sorted(_LABELING_DIR.glob('*.py')):
         digest.update(source.read_bytes())
-    content = _read_merged(Path(lexicon.path), ())
+    content = read_lexicon_content(lexicon.path)
     digest.update(json.dumps(content, sort_keys=True, ensure_ascii=False, default=str).encode())
     return digest
 

@@ -117,12 +117,23 @@ def load_lexicon(path: Union[str, Path, None] = None) -> Lexicon:
             names the file and the field.
     """
     path = Path(path) if path is not None else DEFAULT_LEXICON
-    return _Compiler(path, _read_merged(path, ())).compile()
+    return _Compiler(path, read_lexicon_content(path)).compile()
 
 
-def _read_merged(path: Path, seen: Tuple[Path, ...]) -> Dict[str, Any]:
-    """The raw mapping of ``path``, merged onto the lexicon it extends."""
-    path = path.resolve()
+def read_lexicon_content(path: Union[str, Path],
+                         seen: Tuple[Path, ...] = ()) -> Dict[str, Any]:
+    """The raw (not yet validated) mapping of a lexicon file, merged onto the lexicons it
+    extends.
+
+    Args:
+        path: The lexicon YAML file.
+        seen: The files that extend it, for cycle detection (empty for a top-level call).
+
+    Raises:
+        LexiconError: A file is missing or not a YAML mapping, a field is unknown, or
+            ``extends`` forms a cycle.
+    """
+    path = Path(path).resolve()
     if path in seen:
         raise LexiconError(f'lexicon {path}: "extends" forms a cycle through {seen[0]}')
     if not path.is_file():
@@ -145,7 +156,7 @@ def _read_merged(path: Path, seen: Tuple[Path, ...]) -> Dict[str, Any]:
         raise LexiconError(f'lexicon {path}: field "extends" must be "default" or the path of '
                            'another lexicon file')
     base_path = DEFAULT_LEXICON if base == 'default' else path.parent / base
-    return _merge(_read_merged(base_path, seen + (path, )), raw)
+    return _merge(read_lexicon_content(base_path, seen + (path, )), raw)
 
 
 def _merge(base: Any, extra: Any) -> Any:
