@@ -11,8 +11,7 @@ from mmpretrain.registry import METRICS
 from mmpretrain.structures import DataSample
 from sklearn.metrics import average_precision_score, cohen_kappa_score, roc_auc_score
 
-from vilref_mm.evaluation import (AUROC, QuadraticWeightedKappa, binary_auroc,
-                                  quadratic_weighted_kappa)
+from vilref_mm.evaluation import AUROC, QuadraticWeightedKappa
 
 
 def multi_label_samples(scores: np.ndarray, targets: np.ndarray) -> list:
@@ -35,17 +34,6 @@ def evaluate(metrics, samples, classes=None, batch_size=7) -> dict:
     for start in range(0, len(samples), batch_size):
         evaluator.process(samples[start:start + batch_size])
     return evaluator.evaluate(len(samples))
-
-
-@pytest.mark.parametrize('seed', range(5))
-def test_binary_auroc_matches_sklearn_with_ties(seed):
-    rng = np.random.default_rng(seed)
-    targets = rng.random(60) < 0.3
-    targets[:2] = [True, False]
-    scores = np.round(rng.random(60) + targets * 0.3, 1)  # many ties
-    assert len(np.unique(scores)) < 20
-    assert binary_auroc(scores, targets) == pytest.approx(roc_auc_score(targets, scores),
-                                                          abs=1e-12)
 
 
 def test_multi_label_auroc_matches_sklearn_per_class_and_macro():
@@ -138,7 +126,6 @@ def test_quadratic_weighted_kappa_matches_sklearn(seed):
     labels = rng.integers(0, 4, 80)
     preds = np.clip(labels + rng.integers(-1, 2, 80), 0, 3)
     expected = cohen_kappa_score(labels, preds, weights='quadratic')
-    assert quadratic_weighted_kappa(preds, labels, 4) == pytest.approx(expected, abs=1e-12)
     scores = np.eye(4, dtype=np.float32)[preds] + rng.random((80, 4)).astype(np.float32) * 0.1
     results = evaluate(dict(type='QuadraticWeightedKappa'), multi_class_samples(scores, labels))
     assert results['grading/qwk'] == pytest.approx(expected * 100, abs=1e-9)
@@ -152,7 +139,8 @@ def test_quadratic_weighted_kappa_from_labels_and_undefined_case():
     results = evaluate(QuadraticWeightedKappa(num_classes=3), samples)
     assert results['grading/qwk'] == pytest.approx(
         cohen_kappa_score(labels, preds, weights='quadratic') * 100)
-    assert math.isnan(quadratic_weighted_kappa(np.zeros(3, int), np.zeros(3, int), 3))
+    undefined = [DataSample().set_pred_label(1).set_gt_label(1) for _ in range(3)]
+    assert math.isnan(evaluate(QuadraticWeightedKappa(num_classes=3), undefined)['grading/qwk'])
     samples = [DataSample().set_pred_label(3).set_gt_label(0)]
     with pytest.raises(ValueError, match=r'predicted grades must lie in \[0, 3\)'):
         evaluate(QuadraticWeightedKappa(num_classes=3), samples)
@@ -190,3 +178,8 @@ def test_multi_class_evaluator_with_accuracy_and_kappa():
         cohen_kappa_score(labels, scores.argmax(1), weights='quadratic') * 100)
     assert results['auroc/g2'] == pytest.approx(
         roc_auc_score(labels == 2, scores[:, 2]) * 100)
+
+
+def test_empty_results_give_nan_not_an_error():
+    assert math.isnan(AUROC().compute_metrics([])['macro'])
+    assert math.isnan(QuadraticWeightedKappa().compute_metrics([])['qwk'])

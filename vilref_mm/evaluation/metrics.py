@@ -2,9 +2,12 @@
 
 Both follow mmpretrain's conventions: they read ``pred_score`` (and ``gt_score`` or
 ``gt_label``) from the data samples, report percentages, and combine with mmpretrain's
-``Accuracy``, ``AveragePrecision`` and ``MultiLabelMetric`` in one evaluator.
+``Accuracy``, ``AveragePrecision`` and ``MultiLabelMetric`` in one evaluator. The numbers are
+scikit-learn's (``roc_auc_score``, ``cohen_kappa_score``); what is added is the handling of
+classes, uncertain labels and undefined cases.
 """
 import math
+import warnings
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -13,49 +16,10 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmpretrain.registry import METRICS
 from mmpretrain.structures import label_to_onehot
-from scipy.stats import rankdata
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 UNCERTAIN_POLICIES = ('positive', 'negative', 'ignore')
-
-
-def binary_auroc(scores: np.ndarray, positives: np.ndarray) -> float:
-    """Area under the ROC curve by the rank-sum (Mann-Whitney U) formula; tied scores get
-    their average rank, i.e. count one half.
-
-    Args:
-        scores: (N, ) scores.
-        positives: (N, ) bool, True for the positive samples; both outcomes must occur.
-
-    Returns:
-        float: AUROC in [0, 1].
-    """
-    ranks = rankdata(scores)
-    num_pos = int(positives.sum())
-    num_neg = len(positives) - num_pos
-    return float((ranks[positives].sum() - num_pos * (num_pos + 1) / 2) / (num_pos * num_neg))
-
-
-def quadratic_weighted_kappa(preds: np.ndarray, targets: np.ndarray, num_classes: int) -> float:
-    """Cohen's kappa with quadratic weights ``(i - j)**2`` between grades i and j.
-
-    Args:
-        preds: (N, ) predicted grades in [0, num_classes).
-        targets: (N, ) true grades in [0, num_classes).
-        num_classes: Number of grades.
-
-    Returns:
-        float: Kappa in [-1, 1]; NaN when it is undefined (every prediction and target in
-        one grade).
-    """
-    observed = np.zeros((num_classes, num_classes))
-    np.add.at(observed, (targets, preds), 1)
-    expected = np.outer(observed.sum(1), observed.sum(0)) / observed.sum()
-    grades = np.arange(num_classes)
-    weights = (grades[:, None] - grades[None, :])**2
-    disagreement = (weights * expected).sum()
-    if disagreement == 0:
-        return math.nan
-    return float(1 - (weights * observed).sum() / disagreement)
 
 
 @METRICS.register_module()
@@ -120,6 +84,8 @@ class AUROC(BaseMetric):
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Per-class and macro AUROC (percent) and the number of skipped classes."""
+        if not results:
+            return {'macro': math.nan, 'skipped': 0}
         scores = torch.stack([result['pred_score'] for result in results]).numpy()
         targets = torch.stack([result['gt_score'] for result in results]).numpy()
         names = self.class_names(scores.shape[1])
@@ -135,7 +101,7 @@ class AUROC(BaseMetric):
             if positives.all() or not positives.any():
                 skipped.append(name)
                 continue
-            per_class[name] = binary_auroc(score, positives) * 100
+            per_class[name] = float(roc_auc_score(positives, score)) * 100
         if skipped:
             MMLogger.get_current_instance().warning(
                 f'AUROC: skipped {len(skipped)} of {len(names)} classes whose targets hold '
@@ -182,6 +148,8 @@ class QuadraticWeightedKappa(BaseMetric):
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """The kappa (percent); NaN, with a warning, when it is undefined."""
+        if not results:
+            return {'qwk': math.nan}
         preds = np.array([result['pred'] for result in results])
         targets = np.array([result['target'] for result in results])
         num_classes = self.num_classes or next(
@@ -191,7 +159,10 @@ class QuadraticWeightedKappa(BaseMetric):
             if grades.min() < 0 or grades.max() >= num_classes:
                 raise ValueError(f'QuadraticWeightedKappa: {name} grades must lie in '
                                  f'[0, {num_classes}); got {grades.min()}..{grades.max()}')
-        kappa = quadratic_weighted_kappa(preds, targets, num_classes)
+        with warnings.catch_warnings():  # scikit-learn's own warning: ours is clearer
+            warnings.simplefilter('ignore', UndefinedMetricWarning)
+            kappa = float(cohen_kappa_score(targets, preds, weights='quadratic',
+                                            labels=list(range(num_classes))))
         if math.isnan(kappa):
             MMLogger.get_current_instance().warning(
                 'QuadraticWeightedKappa: undefined (all predictions and targets in one grade)')
