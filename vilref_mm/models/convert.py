@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping, NamedTuple
 import torch
 
 from vilref_mm.utils.checkpoint import load_external_checkpoint, save_tensor_checkpoint
-from .backbones import convert_visual_weights
+from .backbones.convert import convert_visual_weights, state_dict_mismatches
 from .text.bert import ChineseBertEncoder
 
 #: Width of one attention head of the released BERT text towers.
@@ -112,13 +112,7 @@ def _check_text_weights(bert_cfg: dict, weights: Mapping[str, torch.Tensor]) -> 
     """Compare names and shapes with the text encoder ``bert_cfg`` builds (on the meta device)."""
     with torch.device('meta'):
         expected = ChineseBertEncoder(bert_cfg=bert_cfg).bert.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    wrong_shape = [f'{k}: {tuple(weights[k].shape)} != {tuple(expected[k].shape)}'
-                   for k in sorted(set(expected) & set(weights))
-                   if weights[k].shape != expected[k].shape]
-    problems = [f'{name} {keys[:10]}' for name, keys in (
-        ('missing', missing), ('unexpected', unexpected), ('wrong shapes', wrong_shape)) if keys]
+    problems = state_dict_mismatches(expected, weights)
     if problems:
         raise CheckpointConversionError(
             f'the text encoder weights `bert.*` do not fit a BERT with {bert_cfg}: '

@@ -107,24 +107,26 @@ def _map_vit(weights: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return mapped
 
 
+def state_dict_mismatches(expected: Mapping[str, torch.Tensor],
+                          weights: Mapping[str, torch.Tensor]) -> List[str]:
+    """What keeps ``weights`` from loading strictly where ``expected`` is the state dict:
+    missing and unexpected keys and wrong shapes (up to 10 of each), as readable phrases."""
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong_shape = [f'{k}: {tuple(weights[k].shape)} != {tuple(expected[k].shape)}'
+                   for k in sorted(set(expected) & set(weights))
+                   if weights[k].shape != expected[k].shape]
+    return [f'{name} ({len(keys)}) {keys[:10]}' for name, keys in (
+        ('missing', missing), ('unexpected', unexpected), ('wrong shapes', wrong_shape)) if keys]
+
+
 def _check_against_model(cfg: dict, mapped: Mapping[str, torch.Tensor]) -> None:
     """Compare names and shapes with the backbone ``cfg`` builds (on the meta device)."""
     backbone_cls = {'ViLReFViT': ViLReFViT, 'ViLReFModifiedResNet': ViLReFModifiedResNet}
     kwargs = {k: v for k, v in cfg.items() if k != 'type'}
     with torch.device('meta'):
         expected = backbone_cls[cfg['type']](**kwargs).state_dict()
-    missing = sorted(set(expected) - set(mapped))
-    unexpected = sorted(set(mapped) - set(expected))
-    wrong_shape = [f'{k}: {tuple(mapped[k].shape)} != {tuple(expected[k].shape)}'
-                   for k in sorted(set(expected) & set(mapped))
-                   if mapped[k].shape != expected[k].shape]
-    problems: List[str] = []
-    if missing:
-        problems.append(f'missing {missing}')
-    if unexpected:
-        problems.append(f'unexpected {unexpected}')
-    if wrong_shape:
-        problems.append(f'wrong shapes {wrong_shape}')
+    problems = state_dict_mismatches(expected, mapped)
     if problems:
         raise KeyError(f'the image encoder weights do not fit {cfg["type"]}: '
                        f'{"; ".join(problems)}. Is the checkpoint complete and a ViLReF / '
