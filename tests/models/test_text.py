@@ -25,6 +25,8 @@ def test_tokenizer_vocabulary_and_layout():
     assert vocab[ids[1, 1]] == 'amd'  # lower-cased
     single = tokenizer('视盘')
     assert single.shape == (16, ) and torch.equal(single, ids[0])
+    empty = tokenizer([])
+    assert empty.shape == (0, 16) and empty.dtype == torch.long
 
 
 def test_tokenizer_truncates_to_context_length():

@@ -53,7 +53,8 @@ def load_external_checkpoint(filename: str,
         raise FileNotFoundError(f'checkpoint {filename} does not exist')
     if filename.endswith(SAFETENSORS_SUFFIX):
         try:
-            tensors = safetensors.torch.load_file(filename, device=str(map_location or 'cpu'))
+            device = map_location if isinstance(map_location, (str, torch.device)) else 'cpu'
+            tensors = safetensors.torch.load_file(filename, device=str(device))
         except Exception as err:  # the library raises its own and OS errors
             raise RuntimeError(f'cannot read safetensors checkpoint {filename}: {err}') from err
         return {'state_dict': tensors}

@@ -139,7 +139,7 @@ class ChineseBertTokenizer:
         if self.normalize_text:
             batch = [preprocess_text(text) for text in batch]
         fast = [i for i, text in enumerate(batch) if not _OUTSIDE_FAST_PATH.search(text)]
-        if len(fast) == len(batch):
+        if fast and len(fast) == len(batch):
             ids = self._fast_ids(batch)
         else:
             ids = torch.full((len(batch), self.context_length), self.pad_token_id,
