@@ -71,3 +71,25 @@ def test_corrupt_safetensors_names_the_file(tmp_path):
     path.write_bytes(b'\x08\x00\x00\x00\x00\x00\x00\x00{"a": 1}')
     with pytest.raises(RuntimeError, match='broken.safetensors'):
         load_external_checkpoint(str(path))
+
+
+def test_trusted_loading_unpickles_only_files_that_need_it(tmp_path, monkeypatch):
+    """Inside trusted_checkpoints a tensor-only file is still read with weights_only=True;
+    only a file holding Python objects (a training checkpoint) is unpickled."""
+    tensors, runner_file = tmp_path / 'converted.pth', tmp_path / 'iter_6.pth'
+    torch.save({'state_dict': {'w': torch.ones(2)}}, tensors)
+    torch.save({'state_dict': {'w': torch.ones(2)},
+                'message_hub': HistoryBuffer([1.0], [1])}, runner_file)
+    calls = []
+    real_load = torch.load
+
+    def recording_load(filename, *args, **kwargs):
+        calls.append((str(filename), kwargs.get('weights_only')))
+        return real_load(filename, *args, **kwargs)
+
+    monkeypatch.setattr(torch, 'load', recording_load)
+    with trusted_checkpoints():
+        for path in (tensors, runner_file):
+            loaded = CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
+            assert torch.equal(loaded['state_dict']['w'], torch.ones(2))
+    assert calls == [(str(tensors), True), (str(runner_file), False)]

@@ -71,14 +71,24 @@ def load_external_checkpoint(filename: str,
 @CheckpointLoader.register_scheme(prefixes='', force=True)
 def load_local_checkpoint(filename: str,
                           map_location: Optional[Union[str, torch.device]] = None) -> dict:
-    """MMEngine's loader for local paths, safe unless inside :func:`trusted_checkpoints`
-    (safetensors files hold tensors only and are always read as such)."""
-    if _trusted.get() and not filename.endswith(SAFETENSORS_SUFFIX):
-        filename = osp.expanduser(filename)
-        if not osp.isfile(filename):
-            raise FileNotFoundError(f'checkpoint {filename} does not exist')
-        return torch.load(filename, map_location=map_location, weights_only=False)
+    """MMEngine's loader for local paths: always tensors only, except inside
+    :func:`trusted_checkpoints` for a file that needs more (an MMEngine training checkpoint,
+    with its message hub), which is then read with ``weights_only=False``."""
+    if _trusted.get() and _holds_python_objects(osp.expanduser(filename)):
+        return torch.load(osp.expanduser(filename), map_location=map_location,
+                          weights_only=False)
     return load_external_checkpoint(filename, map_location)
+
+
+def _holds_python_objects(filename: str) -> bool:
+    """Whether a torch checkpoint needs globals ``weights_only=True`` refuses (read from its
+    pickle, without loading tensors); False for safetensors and missing files."""
+    if filename.endswith(SAFETENSORS_SUFFIX) or not osp.isfile(filename):
+        return False
+    try:
+        return bool(torch.serialization.get_unsafe_globals_in_checkpoint(filename))
+    except Exception:  # e.g. the legacy (pre-zip) format: leave it to the trusted read
+        return True
 
 
 def save_tensor_checkpoint(state_dict: Mapping[str, torch.Tensor], filename: str) -> None:
