@@ -98,7 +98,9 @@ class ChineseBertTokenizer:
                 f'context_length must be >= 2 ([CLS] and [SEP]), got {context_length}')
         self.vocab_file = vocab_file or default_vocab_file()
         if not osp.isfile(self.vocab_file):
-            raise FileNotFoundError(f'vocabulary file {self.vocab_file} does not exist')
+            raise FileNotFoundError(
+                f'vocabulary file {self.vocab_file} does not exist; give the Chinese BERT '
+                "vocab.txt as tokenizer=dict(vocab_file=...), or leave it out to use cn-clip's")
         self.context_length = context_length
         self.normalize_text = normalize_text
         # Positional: it is `vocab_file` in transformers 4 and `vocab` in 5, where
