@@ -1,8 +1,25 @@
-# ViLReF pre-training, RN50 + RoBERTa-wwm-ext-base-chinese (12 layers).
-_base_ = ['../_base_/models/vilref_rn50.py']
+# ViLReF pre-training: ModifiedResNet-50 + RoBERTa-wwm-ext-base-chinese (12 layers), D = 1024,
+# with the recipe of pretrain_vitb.py: WSCL with momentum encoders and a 65,536-entry memory
+# queue, 8 GPUs x 32, zero-shot AUROC validation (docs/pretrain.md).
+#   python tools/train.py configs/vilref/pretrain_rn50.py --amp \
+#       --cfg-options train_dataloader.dataset.data_root=data/fundus_reports/
+_base_ = [
+    '../_base_/models/vilref_rn50.py',
+    '../_base_/datasets/image_report_pretrain.py',
+    '../_base_/schedules/vilref_pretrain.py',
+    '../_base_/default_runtime.py',
+]
 
-default_scope = 'mmpretrain'
-custom_imports = dict(imports=['vilref_mm'], allow_failed_imports=False)
+model = dict(
+    queue_size=65536,  # a multiple of the global batch (256)
+    num_classes=25,  # the default label set (docs/labels.md)
+    zero_shot=dict(mode='multilabel'),
+)
+
+custom_hooks = [
+    dict(type='MomentumUpdateHook', momentum=0.995),
+    dict(type='MemoryQueueHook', warmup_iters=0),
+]
 
 # Start from ViLReF RN50 weights converted with
 #   python tools/model_converters/vilref_to_mm.py ViLReF_RN50.pt checkpoints/vilref_rn50.pth

@@ -82,6 +82,21 @@ def test_pretrain_rn50_config_builds():
     assert model.image_encoder.attnpool.c_proj.out_features == 1024
 
 
+def test_pretrain_configs_share_the_recipe():
+    """pretrain_rn50.py trains as pretrain_vitb.py does; only the architecture differs."""
+    vitb, rn50 = (Config.fromfile(ROOT / f'configs/vilref/pretrain_{name}.py')
+                  for name in ('vitb', 'rn50'))
+    for key in ('train_dataloader', 'val_dataloader', 'val_evaluator', 'test_dataloader',
+                'optim_wrapper', 'param_scheduler', 'train_cfg', 'custom_hooks',
+                'default_hooks'):
+        assert rn50[key] == vitb[key], key
+    for key in ('queue_size', 'num_classes', 'zero_shot', 'loss', 'tokenizer'):
+        assert rn50.model[key] == vitb.model[key], key
+    assert vitb.model.queue_size == 65536
+    assert {hook['type'] for hook in rn50.custom_hooks} == {'MomentumUpdateHook',
+                                                             'MemoryQueueHook'}
+
+
 def test_loss_without_labels_is_clip_infonce():
     model = tiny_model().eval()
     batch = packed_batch(model, 32, num=3)

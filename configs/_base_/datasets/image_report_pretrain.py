@@ -41,3 +41,20 @@ train_dataloader = dict(
         data_root=data_root,
         ann_file='train.jsonl',
         pipeline=train_pipeline))
+
+# Zero-shot diagnosis on a labelled split of the same kind of data: AUROC per finding of the
+# dataset's classes, and macro (the model's `zero_shot` settings give the prompts).
+val_dataloader = dict(
+    batch_size=64,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='pseudo_collate'),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='val.jsonl',
+        pipeline=test_pipeline))
+val_evaluator = dict(type='AUROC')
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
