@@ -7,7 +7,7 @@ vessel and optic disc/cup segmentation, and writes plots and WORK_DIR/summary.js
 
 Example:
     python tools/demo.py                       # the full demo in work_dirs/demo
-    python tools/demo.py --seg-tasks vessels odoc   # also optic disc/cup (about 11 minutes)
+    python tools/demo.py --seg-tasks vessels odoc   # also optic disc/cup (about 10 minutes)
     python tools/demo.py --skip-data --max-iters 300 --no-segmentation
 """
 import argparse

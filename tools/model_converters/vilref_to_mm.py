@@ -6,7 +6,7 @@ Examples::
     python tools/model_converters/vilref_to_mm.py clip_cn_vit-b-16.pt checkpoints/cnclip_vitb16.pth
     # the image encoder only, for init_cfg=dict(type='Pretrained', checkpoint=...) of a backbone
     python tools/model_converters/vilref_to_mm.py ViLReF_ViT.pt \
-        checkpoints/vilref_vitb16_backbone.pth --backbone-only
+        checkpoints/vilref_vit-b16_backbone.pth --backbone-only
     # a .safetensors destination writes safetensors (read wherever a .pth is)
     python tools/model_converters/vilref_to_mm.py ViLReF_ViT.pt \
         checkpoints/vilref_vitb16.safetensors
