@@ -105,6 +105,23 @@ def test_config_and_checkpoints_are_usable(demo_run):
         assert Path(summary['segmentation'][task]['checkpoint']).is_file()
 
 
+def test_zero_shot_config_repeats_the_demo_score(demo_run, tmp_path):
+    """configs/zero_shot/synthetic.py with the demo's weights gives the demo's macro AUROC."""
+    work_dir, summary, _ = demo_run
+    out = tmp_path / 'metrics.json'
+    env = {**os.environ, 'PYTHONPATH': f'{REPO}{os.pathsep}{os.environ.get("PYTHONPATH", "")}'}
+    proc = subprocess.run(
+        [sys.executable, 'tools/test.py', 'configs/zero_shot/synthetic.py', summary['weights'],
+         '--work-dir', str(tmp_path), '--out', str(out), '--cfg-options',
+         f'test_dataloader.dataset.data_root={work_dir / "data"}'],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    metrics = json.loads(out.read_text(encoding='utf-8'))
+    assert metrics['auroc/macro'] / 100 == pytest.approx(summary['zero_shot']['macro_auroc'],
+                                                         abs=1e-6)
+    assert metrics['auroc/skipped'] == len(summary['zero_shot']['skipped'])
+
+
 def test_plots_are_written(demo_run):
     _, summary, _ = demo_run
     assert set(summary['plots']) == {'training_loss', 'roc_curves', 'overlay_vessels',
