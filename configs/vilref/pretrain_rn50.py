@@ -16,11 +16,6 @@ model = dict(
     zero_shot=dict(mode='multilabel'),
 )
 
-custom_hooks = [
-    dict(type='MomentumUpdateHook', momentum=0.995),
-    dict(type='MemoryQueueHook', warmup_iters=0),
-]
-
 # Start from ViLReF RN50 weights converted with
 #   python tools/model_converters/vilref_to_mm.py ViLReF_RN50.pt checkpoints/vilref_rn50.pth
 # (Chinese-CLIP's RN50 release has a 3-layer RBT3 text encoder: set

@@ -18,11 +18,6 @@ model = dict(
     zero_shot=dict(mode='multilabel'),
 )
 
-custom_hooks = [
-    dict(type='MomentumUpdateHook', momentum=0.995),
-    dict(type='MemoryQueueHook', warmup_iters=0),
-]
-
 # Start from Chinese-CLIP (or ViLReF / RET-CLIP) weights converted with
 #   python tools/model_converters/vilref_to_mm.py clip_cn_vit-b-16.pt checkpoints/cnclip_vitb16.pth
 # load_from = 'checkpoints/cnclip_vitb16.pth'
