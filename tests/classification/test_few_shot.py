@@ -6,7 +6,7 @@ import pytest
 from mmpretrain.registry import DATASETS
 
 from vilref_mm.datasets.downstream import FundusCSVDataset
-from vilref_mm.datasets.few_shot import FewShotDataset, few_shot_indices, positive_classes
+from vilref_mm.datasets.few_shot import FewShotDataset, few_shot_indices, sample_label
 
 
 def single_labels(counts):
@@ -49,10 +49,11 @@ def test_unstratified_subsets_are_plain_random_fractions():
             few_shot_indices(labels, fraction)
 
 
-def test_positive_classes_of_data_infos():
-    assert positive_classes(dict(gt_score=np.array([0, 0.5, 1, 0.2]))) == [1, 2]
-    assert positive_classes(dict(gt_label=[0, 3])) == [0, 3]
-    assert positive_classes(dict(gt_label=2)) is None
+def test_sample_labels_of_data_infos():
+    assert sample_label(dict(gt_score=np.array([0, 0.5, 1, 0.2]))) == [1, 2]
+    assert sample_label(dict(gt_label=[0, 3])) == [0, 3]
+    assert sample_label(dict(gt_label=np.int64(2))) == 2
+    assert sample_label(dict(img_path='unlabelled.png')) is None
 
 
 @pytest.fixture

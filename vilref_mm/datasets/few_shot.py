@@ -1,6 +1,6 @@
 """Few-shot training sets: a fixed, seeded fraction of a labelled dataset (docs/transfer.md)."""
 import copy
-from typing import List, Optional, Sequence, Union
+from typing import List, Sequence, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset, force_full_init
@@ -8,23 +8,23 @@ from mmengine.logging import MMLogger
 from mmpretrain.registry import DATASETS
 
 
-def positive_classes(data_info: dict) -> Optional[List[int]]:
-    """The classes a data info is labelled with.
+def sample_label(data_info: dict) -> Union[int, List[int], None]:
+    """The label of a data info, as :func:`few_shot_indices` takes it.
 
     Args:
         data_info: Has ``gt_score`` (a multi-label vector; classes >= 0.5 count, uncertain
             0.5 included) or ``gt_label`` (a class index, or a list of them).
 
     Returns:
-        list[int] | None: The class indices for a multi-label sample, or None for a
-        single-label sample (its class is ``gt_label``).
+        int | list[int] | None: The class index of a single-label sample, the positive
+        classes of a multi-label one, None for an unlabelled one.
     """
     if data_info.get('gt_score') is not None:
         return np.flatnonzero(np.asarray(data_info['gt_score']) >= 0.5).tolist()
     label = data_info.get('gt_label')
     if isinstance(label, (list, tuple, np.ndarray)):
         return [int(index) for index in label]
-    return None
+    return None if label is None else int(label)
 
 
 def few_shot_indices(labels: Sequence[Union[int, Sequence[int]]],
@@ -133,14 +133,12 @@ class FewShotDataset:
             return
         self.dataset.full_init()
         infos = [self.dataset.get_data_info(index) for index in range(len(self.dataset))]
-        labels = []
-        for index, info in enumerate(infos):
-            classes = positive_classes(info)
-            if classes is None and info.get('gt_label') is None:
-                raise ValueError(f'FewShotDataset: sample {index} ({info.get("img_path")}) '
-                                 'has neither gt_score nor gt_label; few-shot subsets need '
-                                 'a labelled dataset')
-            labels.append(int(info['gt_label']) if classes is None else classes)
+        labels = [sample_label(info) for info in infos]
+        for index, label in enumerate(labels):
+            if label is None:
+                raise ValueError(f'FewShotDataset: sample {index} '
+                                 f'({infos[index].get("img_path")}) has neither gt_score nor '
+                                 'gt_label; few-shot subsets need a labelled dataset')
         self.indices = few_shot_indices(labels, self.fraction, self.seed, self.stratify)
         MMLogger.get_current_instance().info(
             f'FewShotDataset: {len(self.indices)} of {len(infos)} samples '
@@ -155,9 +153,8 @@ class FewShotDataset:
     @force_full_init
     def get_cat_ids(self, idx: int) -> List[int]:
         """Category ids of the subset's sample ``idx``."""
-        info = self.get_data_info(idx)
-        classes = positive_classes(info)
-        return [int(info['gt_label'])] if classes is None else classes
+        label = sample_label(self.get_data_info(idx))
+        return [label] if isinstance(label, int) else label
 
     def __getitem__(self, idx: int) -> dict:
         if not self._fully_initialized:
