@@ -7,23 +7,25 @@ engine uses, and rejects a malformed file with an error naming the file and the 
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, FrozenSet, Iterator, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, FrozenSet, Iterator, Mapping, Optional, Set, Tuple, Union
 
 import yaml
 
-from .text import Normalizer
+from .text import Normalizer, join_phrase
 
 DEFAULT_LEXICON = Path(__file__).with_name('default_lexicon.yaml')
 
 _FIELDS = ('version', 'extends', 'labels', 'implications', 'sites', 'site_terms', 'ratios',
            'rewrites', 'cues', 'laterality', 'neutral')
 _LABEL_FIELDS = ('name', 'terms', 'absent')
-_CUE_FIELDS = ('negation', 'uncertainty', 'coordination', 'clause_starts')
+_CUE_FIELDS = ('negation', 'uncertainty', 'coordination', 'clause_starts', 'same_as')
 _EYE_FIELDS = {'right': 'right', 'left': 'left', 'both': 'both', 'none': None}
 _LABEL_KEY = re.compile(r'[a-z][a-z0-9_]*\Z')
 # jieba keeps these characters together in one block; other characters are cut one by one, so a
 # longer word containing them could never be matched.
 _WORD = re.compile(r'[\u4e00-\u9fd5a-z0-9+#&._%-]+\Z')
+# One word of a Latin phrase ("negative for"); the labeler sees the phrase as one word.
+_LATIN_WORD = re.compile(r'[a-z0-9+#&._%-]+\Z')
 # Characters that end a clause: a word containing them is never seen whole.
 CLAUSE_SEPARATORS = frozenset('。;,!\n\r')
 
@@ -74,8 +76,9 @@ class Lexicon:
         sites: Word -> anatomical site it names.
         site_terms: Word -> :class:`SiteTerm`.
         ratios: Label -> :class:`RatioRule`.
-        normalize: Text normalisation and the lexicon's spelling rewrites, applied first.
-        negation, uncertainty, coordination, clause_starts: Cue words.
+        normalize: Text normalisation, the lexicon's spelling rewrites and the joining of its
+            Latin phrases into one word ("negative for" -> "negative_for"), applied first.
+        negation, uncertainty, coordination, clause_starts, same_as: Cue words.
         laterality: Marker -> 'right', 'left', 'both' or None (back to unspecified).
         neutral: Words that assert nothing.
     """
@@ -92,6 +95,7 @@ class Lexicon:
     uncertainty: FrozenSet[str]
     coordination: FrozenSet[str]
     clause_starts: FrozenSet[str]
+    same_as: FrozenSet[str]
     laterality: Mapping[str, Optional[str]]
     neutral: FrozenSet[str]
 
@@ -99,7 +103,7 @@ class Lexicon:
         """Every word the segmenter must keep whole."""
         for table in (self.terms, self.absent, self.sites, self.site_terms, self.laterality,
                       self.negation, self.uncertainty, self.coordination, self.clause_starts,
-                      self.neutral):
+                      self.same_as, self.neutral):
             yield from table
 
 
@@ -179,6 +183,7 @@ class _Compiler:
         self.raw = raw
         self.owner: Dict[str, Tuple[str, str]] = {}  # word -> (field, role) that claimed it
         self.normalize = Normalizer({})
+        self.phrases: Set[str] = set()  # Latin phrases of the words, joined in the text
         self.classes: Tuple[str, ...] = ()
 
     def fail(self, field: str, problem: str) -> LexiconError:
@@ -200,7 +205,10 @@ class _Compiler:
             raise self.fail(field, f'must be a list of words, got {type(value).__name__}')
         for index, item in enumerate(value):
             if not isinstance(item, str) or not item.strip():
-                raise self.fail(f'{field}[{index}]', f'must be a non-empty string, got {item!r}')
+                hint = ' (quote words YAML reads as booleans: "no", "yes", "on", "off")' \
+                    if isinstance(item, bool) else ''
+                raise self.fail(f'{field}[{index}]',
+                                f'must be a non-empty string, got {item!r}{hint}')
             yield item, f'{field}[{index}]'
 
     def label(self, value: Any, field: str, allow_none: bool = False) -> Optional[str]:
@@ -212,13 +220,21 @@ class _Compiler:
         return value
 
     def word(self, text: str, field: str, role: str) -> str:
-        """Normalised ``text``, registered for ``role`` (a word may play one role only)."""
-        word = self.normalize(text.strip())
-        if len(word) > 1 and not _WORD.match(word):
+        """Normalised ``text``, registered for ``role`` (a word may play one role only).
+
+        A phrase of Latin words ("negative for") becomes one word ("negative_for"), and the
+        report text is rewritten the same way.
+        """
+        word = ' '.join(self.normalize(text).split())
+        phrase = ' ' in word and all(map(_LATIN_WORD.match, word.split(' ')))
+        if len(word) > 1 and not phrase and not _WORD.match(word):
             bad = next(ch for ch in word if not _WORD.match(ch))
             raise self.fail(field, f'{text!r} contains {bad!r}; a word of several characters '
                             'may hold only Chinese characters, Latin letters, digits and '
-                            '+ # & . _ % -')
+                            '+ # & . _ % -, and Latin words joined by spaces ("negative for")')
+        if phrase:
+            self.phrases.add(word)
+            word = join_phrase(word)
         if word in CLAUSE_SEPARATORS:
             raise self.fail(field, f'{text!r} ends a clause and can never be matched')
         other_field, other_role = self.owner.setdefault(word, (field, role))
@@ -237,7 +253,8 @@ class _Compiler:
             raise self.fail('version', f'this labeler reads version 1, got {raw["version"]!r}')
         rewrites = self.mapping(raw.get('rewrites'), 'rewrites')
         for variant, canonical in rewrites.items():
-            if not isinstance(variant, str) or not variant or not isinstance(canonical, str):
+            if not isinstance(variant, str) or not variant.strip() \
+                    or not isinstance(canonical, str):
                 raise self.fail(f'rewrites.{variant}',
                                 'variant and canonical form must be strings')
         self.normalize = Normalizer(rewrites)
@@ -334,6 +351,7 @@ class _Compiler:
         markers = {word: _EYE_FIELDS[eye] for eye in _EYE_FIELDS
                    for word in self.words(laterality.get(eye), f'laterality.{eye}', f'eye {eye}')}
 
+        neutral = frozenset(self.words(raw.get('neutral'), 'neutral', 'neutral'))
         return Lexicon(
             path=self.path,
             classes=self.classes,
@@ -343,9 +361,9 @@ class _Compiler:
             sites=sites,
             site_terms=site_terms,
             ratios=ratios,
-            normalize=self.normalize,
+            normalize=Normalizer(rewrites, self.phrases),
             laterality=markers,
-            neutral=frozenset(self.words(raw.get('neutral'), 'neutral', 'neutral')),
+            neutral=neutral,
             **cue_words)
 
 
