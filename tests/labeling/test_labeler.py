@@ -136,3 +136,83 @@ def test_longest_term_wins_inside_longer_words(labeler):
     assert '视盘色淡' not in tokens and '色淡' not in tokens
     assert '软性渗出' in tokens and '渗出' not in tokens
     assert '玻璃体积血' in tokens and '积血' not in tokens
+
+
+# English-only reports and their Chinese equivalents: the same vector for every eye.
+ENGLISH_AND_CHINESE = [
+    ('OD: no DR. OS: NPDR, DME (-)',
+     '右眼：未见糖尿病视网膜病变。左眼：非增殖期糖尿病视网膜病变，糖尿病性黄斑水肿(-)'),
+    ('no glaucoma, no AMD', '无青光眼，无年龄相关性黄斑变性'),
+    ('Normal fundus, no DR', '正常眼底，未见糖尿病视网膜病变'),
+    ('No hemorrhage, exudate or DR.', '未见出血、渗出或糖尿病视网膜病变。'),
+    ('No hemorrhages, hard exudates, or microaneurysms', '未见出血、硬性渗出或微血管瘤'),
+    ('r/o BRVO', '视网膜分支静脉阻塞待排'),
+    ('Drusen OU, ?AMD', '双眼玻璃膜疣，可疑年龄相关性黄斑变性'),
+    ('CRAO ruled out', '已排除视网膜中央动脉阻塞'),
+    ('Negative for PDR, possible BRVO', '无增殖期糖尿病视网膜病变，可疑视网膜分支静脉阻塞'),
+    ('DR (+), DME (-)', '糖尿病视网膜病变(+)，糖尿病性黄斑水肿(-)'),
+    ('Suspected glaucoma, cup-to-disc ratio 0.7', '可疑青光眼，杯盘比0.7'),
+    ('Fundus WNL OU', '双眼眼底未见异常'),
+    ('No DR; RNFLD absent', '未见糖尿病视网膜病变；视网膜神经纤维层缺损未见'),
+    ('PDR without vitreous hemorrhage', '增殖期糖尿病视网膜病变，不伴玻璃体积血'),
+    ('CME cannot be excluded', '不除外黄斑囊样水肿'),
+    ('DR not excluded', '糖尿病视网膜病变不除外'),
+    ('?POAG', '可疑原发性开角型青光眼'),
+    ('Impression: mild NPDR OU without DME', '诊断：双眼轻度非增殖期糖尿病视网膜病变，无黄斑水肿'),
+    ('Denies glaucoma', '否认青光眼'),
+    ('Hemorrhages and exudates absent', '出血及渗出未见'),
+    ('No PDR but microaneurysms', '未见增殖期糖尿病视网膜病变但可见微血管瘤'),
+    ('suspected DR, DME or RVO', '可疑糖尿病视网膜病变、糖尿病性黄斑水肿或视网膜静脉阻塞'),
+    ('BRVO OS, ERM OD', '视网膜分支静脉阻塞（左眼），黄斑前膜（右眼）'),
+    ('Laser scars (OD), OS WNL', '激光斑（右眼），左眼未见异常'),
+    ('NPDR in the left eye', '非增殖期糖尿病视网膜病变（左眼）'),
+    ('OD: BRVO, macular edema. OS same as OD', '右眼：视网膜分支静脉阻塞，黄斑水肿。左眼同右眼'),
+]
+
+
+@pytest.mark.parametrize('english, chinese', ENGLISH_AND_CHINESE,
+                         ids=[english for english, _ in ENGLISH_AND_CHINESE])
+def test_english_report_labels_like_its_chinese_equivalent(labeler, english, chinese):
+    for eye in (None, 'left', 'right'):
+        vector, expected = labeler(english, eye), labeler(chinese, eye)
+        found = {key: float(value) for key, value in zip(SPEC_KEYS, vector) if value}
+        assert np.array_equal(vector, expected), f'eye {eye}: got {found}'
+
+
+def test_english_phrases_become_one_word(labeler):
+    normalize = labeler.lexicon.normalize
+    assert normalize('Negative  for DR, R/O AMD, CRAO ruled out') == \
+        'negative_for dr, rule_out amd, crao ruled_out'
+    assert normalize('Cup-to-disc ratio 0.7') == '杯盘比 0.7'
+    assert normalize('no changes') == 'no changes', 'a phrase matches whole words only'
+
+
+def test_english_negation_covers_a_list_across_commas(labeler):
+    mentions = labeler.explain('No hemorrhage, exudate or DR')
+    assert [(m.label, m.value, m.cue, m.clause) for m in mentions] == [
+        ('hemorrhage', 0.0, 'no', 'no hemorrhage'),
+        ('hard_exudate', 0.0, 'no', 'exudate or dr'),
+        ('diabetic_retinopathy', 0.0, 'no', 'exudate or dr'),
+    ]
+
+
+def test_latin_cues_and_terms_match_whole_words(labeler):
+    for report in ('Normal disc, NPDR', 'Nodular drusen, NPDR', 'Knots, DR', 'Cannot see, DR'):
+        mentions = labeler.explain(report)
+        assert all(m.cue is None and m.value == 1.0 for m in mentions), report
+    assert [m.term for m in labeler.explain('NPDR, CDR 0.3')] == ['npdr', '杯盘比0.3']
+
+
+def test_explain_shows_findings_taken_from_the_other_eye(labeler):
+    mentions = labeler.explain('右眼视网膜出血。左眼同右眼')
+    assert [(m.label, m.term, m.eye, m.clause) for m in mentions] == [
+        ('hemorrhage', '视网膜出血', 'right', '右眼视网膜出血'),
+        ('hemorrhage', '视网膜出血', 'left', '左眼同右眼'),
+    ]
+    assert [m.eye for m in labeler.explain('右眼视网膜出血。左眼同右眼', eye='left')] == ['left']
+
+
+def test_marker_after_its_finding_names_its_eye(labeler):
+    mentions = labeler.explain('激光斑（右眼），左眼未见异常，drusen OU')
+    assert [(m.label, m.eye) for m in mentions] == [
+        ('laser_scar', 'right'), ('normal', 'left'), ('drusen', 'both')]

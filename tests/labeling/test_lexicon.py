@@ -63,6 +63,20 @@ cues: {negation: [未见], uncertainty: [可疑]}
     assert labeler('杯盘比0.7').tolist() == [0, 0, 1]
 
 
+def test_user_phrases_and_references_to_the_other_eye(tmp_path):
+    path = write(tmp_path, '''
+extends: default
+cues:
+  negation: [free from]
+  same_as: [like]
+''')
+    labeler = ReportLabeler(path)
+    assert 'free_from' in labeler.lexicon.negation and 'like' in labeler.lexicon.same_as
+    dr = labeler.classes.index('diabetic_retinopathy')
+    assert labeler('Free  from DR')[dr] == 0.0 and labeler('likely DR')[dr] == 0.5
+    assert labeler('OD: BRVO. OS like OD', eye='left')[labeler.classes.index('rvo')] == 1.0
+
+
 @pytest.mark.parametrize('text, field, hint', [
     ('labels: []', 'labels', 'mapping'),
     ('version: 1', 'labels', 'at least one label'),
@@ -74,6 +88,8 @@ cues: {negation: [未见], uncertainty: [可疑]}
     ('labels: {a: {terms: [出血]}, b: {terms: [出血]}}', 'labels.b.terms', "also a term of 'a'"),
     ('labels: {a: {terms: [视网膜/出血]}}', 'labels.a.terms[0]', "'/'"),
     ('labels: {a: {terms: [视网膜 出血]}}', 'labels.a.terms[0]', "' '"),
+    ('labels: {a: {terms: [rule/out x]}}', 'labels.a.terms[0]', "'/'"),
+    ('labels: {a: {terms: [出血]}}\ncues: {negation: [no]}', 'cues.negation[0]', 'quote'),
     ('labels: {a: {terms: [出血]}}\nneutral: [出血]', 'neutral[0]', 'one role'),
     ('labels: {a: {terms: [出血]}}\nimplications: {积血: [b]}', 'implications.积血[0]',
      "'b' is not a label"),

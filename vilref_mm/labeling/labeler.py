@@ -1,4 +1,5 @@
-"""Expert-knowledge labels from Chinese fundus reports: the rule engine (docs/labels.md)."""
+"""Expert-knowledge labels from fundus reports (Chinese, mixed with English, or English): the
+rule engine (docs/labels.md)."""
 import io
 import logging
 import re
@@ -17,13 +18,18 @@ EYES = ('left', 'right')
 # text as possible with lexicon words and, among those, uses the fewest (longest) words.
 _WORD_FREQUENCY = 1_000_000
 # Roles of the words of a clause.
-_TERM, _ABSENT, _SITE_TERM, _SITE, _CUE, _COORDINATION, _BREAK, _EYE = range(8)
-# Events of a clause: (_EYE_EVENT, eye) or (_MENTION_EVENT, label index, value, term, cue,
-# explicit eye, site, implied).
-_EYE_EVENT, _MENTION_EVENT = 0, 1
+_TERM, _ABSENT, _SITE_TERM, _SITE, _CUE, _COORDINATION, _BREAK, _EYE, _SAME_AS = range(9)
+# Events of a clause: (_EYE_EVENT, eye), (_COPY_EVENT, eye whose findings the current eye has)
+# or (_MENTION_EVENT, label index, value, term, cue, explicit eye, site, implied).
+_EYE_EVENT, _MENTION_EVENT, _COPY_EVENT = range(3)
+# What a clause is for an English list continued after a comma ("no hemorrhage, exudate or
+# DR"): something else, findings only, findings only with a coordination word (ends the list).
+_NOT_LIST, _LIST, _LIST_END = range(3)
+_LIST_ROLES = frozenset((_TERM, _SITE_TERM, _SITE, _COORDINATION))
 _NUMBER = r'(?:0?\.\d+|1(?:\.0+)?)(?![\d.])'
 _RATIO_FILLERS = r'(?:[:=≈~>≥\s]|约为|约|为|大约|大于|超过)*'
 _LATIN = frozenset('abcdefghijklmnopqrstuvwxyz')
+_WORD_CHARACTER = re.compile(r'\w')
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,9 @@ class Mention:
         term: The lexicon word (or the ratio text, "杯盘比约0.7") that was matched.
         clause: The clause it was read from, after normalisation.
         cue: The negation or uncertainty cue that set the value, if any.
-        eye: 'right', 'left', 'both', or None when the report does not say.
+        eye: 'right', 'left', 'both', or None when the report does not say. A finding that
+            one eye has like the other ("左眼同右眼") is listed again with that eye and the
+            clause that says so.
         site: The anatomical site that chose the label of a site-dependent word ("黄斑" for
             "水肿"), if any.
         implied: True when the label comes from an implication of ``term``.
@@ -52,7 +60,8 @@ class Mention:
 
 
 class ReportLabeler:
-    """Turns a Chinese fundus report into a label vector, following a lexicon.
+    """Turns a fundus report (Chinese, mixed with English, or English) into a label vector,
+    following a lexicon.
 
     Args:
         lexicon: A lexicon file, a loaded :class:`Lexicon`, or None for the default lexicon.
@@ -131,37 +140,81 @@ class ReportLabeler:
             raise TypeError(f'a report must be a string, got {type(report).__name__}')
         if eye is not None and eye not in EYES:
             raise ValueError(f"eye must be 'left', 'right' or None, got {eye!r}")
+        kept = None if eye is None else (None, 'both', eye)
+        parts = self._split.split(self.lexicon.normalize(report))  # clause, separator, ...
+        carried: Dict[int, Tuple[str, float]] = {}  # part index -> English cue of a list
+        read: List[Tuple[tuple, str]] = []  # the mentions so far that name one eye
         current_eye = None
-        for clause in self._split.split(self.lexicon.normalize(report)):
-            clause = clause.strip()
+        for index in range(0, len(parts), 2):
+            clause = parts[index].strip()
             if not clause:
                 continue
-            events = self._cache.get(clause)
-            if events is None:
-                events = self._analyse(clause)
-                if self.cache_size:
-                    if len(self._cache) >= self.cache_size:
-                        self._cache.clear()
-                    self._cache[clause] = events
+            events, carry = self._cache.get(clause) or self._analysis(clause)
+            if carry is not None:
+                carried.update(self._list_after(parts, index, carry))
+            cue = carried.get(index)
             for event in events:
-                if event[0] == _EYE_EVENT:
+                if event[0] == _MENTION_EVENT:
+                    if cue and event[4] is None:
+                        event = event[:2] + (cue[1], event[3], cue[0]) + event[5:]
+                    mention_eye = event[5] or current_eye
+                    if mention_eye == 'left' or mention_eye == 'right':
+                        read.append((event, mention_eye))
+                    if kept is None or mention_eye in kept:
+                        yield clause, event, mention_eye
+                elif event[0] == _EYE_EVENT:
                     current_eye = event[1]
-                    continue
-                mention_eye = event[5] or current_eye
-                if eye is None or mention_eye is None or mention_eye == 'both' \
-                        or mention_eye == eye:
-                    yield clause, event, mention_eye
+                elif current_eye is not None and current_eye != event[1]:  # _COPY_EVENT
+                    for old in [old for old, old_eye in read if old_eye == event[1]]:
+                        copy = old[:5] + (current_eye, ) + old[6:]
+                        if current_eye != 'both':
+                            read.append((copy, current_eye))
+                        if kept is None or current_eye in kept:
+                            yield clause, copy, current_eye
+
+    def _analysis(self, clause: str) -> tuple:
+        """:meth:`_analyse` through the clause cache."""
+        analysis = self._cache.get(clause)
+        if analysis is None:
+            analysis = self._analyse(clause)
+            if self.cache_size:
+                if len(self._cache) >= self.cache_size:
+                    self._cache.clear()
+                self._cache[clause] = analysis
+        return analysis
+
+    def _list_after(self, parts: List[str], index: int,
+                    cue: Tuple[str, float]) -> Dict[int, Tuple[str, float]]:
+        """The clauses (part index -> ``cue``) that an English cue open at the end of clause
+        ``parts[index]`` carries over: "no hemorrhage, exudate or DR" negates all three. A list
+        goes on over commas through clauses of findings only and ends with one that holds a
+        coordination word; without it, nothing is carried."""
+        for end in range(index + 2, len(parts), 2):
+            clause = parts[end].strip()
+            if parts[end - 1] != ',' or not clause:
+                break
+            list_kind = self._list_kind(clause, self._analysis(clause)[0])
+            if list_kind == _NOT_LIST:
+                break
+            if list_kind == _LIST_END:
+                return dict.fromkeys(range(index + 2, end + 1, 2), cue)
+        return {}
 
     def _analyse(self, clause: str) -> tuple:
-        """The eye markers and mentions of one clause, in order (cached per clause)."""
+        """What one clause says, cached per clause text: its events (eye markers, references
+        to the other eye and mentions) in order, and the English cue it passes on to a list
+        after a comma (or None)."""
         events, spans = self._ratio_events(clause)
         roles = self._roles
         mentions = []  # [start, end, kind, payload, term, site, forward cue, linked to previous]
+        postposed = []  # (start of its findings, marker start, eye) of markers after findings
         sites: List[str] = []
-        forward_cue = None
+        forward_cue, forward_start = None, 0
         pending: List[Tuple[str, float]] = []  # cues after the last mention of the segment
         segment_start = 0  # index in mentions of the first mention after the last break
         coordinated = False
+        marker_end = 0  # end of the last eye marker
+        same_as_end = -1  # end of the last same_as word ("同" in "左眼同右眼")
         end = 0
         for token in self._segment(clause):
             start, end = end, end + len(token)
@@ -170,17 +223,28 @@ class ReportLabeler:
                 continue
             if (token[0] in _LATIN and start and clause[start - 1] in _LATIN) or (
                     token[-1] in _LATIN and end < len(clause) and clause[end] in _LATIN):
-                continue  # a Latin term only matches a whole word ("dr" not in "cdr")
+                continue  # a Latin word only matches whole ("dr" not in "cdr")
             kind, payload = role
             if kind == _CUE:
-                forward_cue = (token, payload)
+                forward_cue, forward_start = (token, payload), start
                 pending.append(forward_cue)
             elif kind == _COORDINATION:
                 coordinated = True
             elif kind == _SITE:
                 sites.append(payload)
+            elif kind == _SAME_AS:
+                same_as_end = end
             elif kind == _EYE:
-                events.append((start, (_EYE_EVENT, payload)))
+                if payload and same_as_end >= 0 and not clause[same_as_end:start].strip():
+                    events.append((start, (_COPY_EVENT, payload)))
+                elif payload and _after_findings(clause, start, end) and (
+                        mentions and mentions[-1][0] >= marker_end or any(
+                            marker_end <= position < start and event[0] == _MENTION_EVENT
+                            for position, event in events)):  # a ratio before the marker
+                    postposed.append((marker_end, start, payload))
+                else:
+                    events.append((start, (_EYE_EVENT, payload)))
+                marker_end = end
             elif kind == _BREAK:
                 _apply_backward(mentions, segment_start, pending)
                 forward_cue, pending, coordinated = None, [], False
@@ -209,8 +273,35 @@ class ReportLabeler:
             for label, implied in payload:
                 events.append((start, (_MENTION_EVENT, label, value, term, cue_word, None, site,
                                        implied)))
+        for low, high, eye in postposed:  # the marker names the eye of the findings before it
+            events = [(position, event[:5] + (eye, ) + event[6:]) if low <= position < high
+                      and event[0] == _MENTION_EVENT and event[5] is None else (position, event)
+                      for position, event in events]
         events.sort(key=lambda item: item[0])
-        return tuple(event for _, event in events)
+        # An English cue still open at the end ("no hemorrhage") may go on over a comma.
+        carry = forward_cue if forward_cue and forward_cue[0][0] in _LATIN and mentions \
+            and mentions[-1][6] is forward_cue and mentions[-1][0] > forward_start else None
+        return tuple(event for _, event in events), carry
+
+    def _list_kind(self, clause: str, events: tuple) -> int:
+        """_LIST_END for a clause of findings (and sites) joined by a coordination word,
+        _LIST for findings only, _NOT_LIST for anything else. An eye marker may end it
+        ("drusen and amd ou")."""
+        if not any(event[0] == _MENTION_EVENT for event in events):
+            return _NOT_LIST
+        list_kind = _LIST
+        end = 0
+        for token in self._segment(clause):
+            start, end = end, end + len(token)
+            role = self._roles.get(token)
+            if token.isspace():
+                continue
+            if role is None or (role[0] not in _LIST_ROLES and not (
+                    role[0] == _EYE and _after_findings(clause, start, end))):
+                return _NOT_LIST
+            if role[0] == _COORDINATION:
+                list_kind = _LIST_END
+        return list_kind
 
     def _ratio_events(self, clause: str) -> Tuple[list, list]:
         """Mentions of ratios ("杯盘比约0.7", "杯盘比:右0.7,左0.4") and the text they cover."""
@@ -273,17 +364,26 @@ class ReportLabeler:
         roles.update((word, (_CUE, 0.5)) for word in lexicon.uncertainty)
         roles.update((word, (_COORDINATION, None)) for word in lexicon.coordination)
         roles.update((word, (_BREAK, None)) for word in lexicon.clause_starts)
+        roles.update((word, (_SAME_AS, None)) for word in lexicon.same_as)
         roles.update((word, (_EYE, eye)) for word, eye in lexicon.laterality.items())
         return roles
 
     @staticmethod
     def _build_splitter(ratio_prefix: str) -> 're.Pattern':
-        """Splits a report into clauses: on 。;!, line breaks, a comma, a full stop that is not
-        a decimal point, and after '?'. A comma followed by the next number of a ratio list
+        """Splits a report into clauses, keeping the separators: on 。;!, line breaks, a comma,
+        a full stop that is not a decimal point, and after '?' unless a Latin word follows it
+        ("?dr" asks about DR). A comma followed by the next number of a ratio list
         ("杯盘比:右0.7,左0.4") does not split."""
         separators = re.escape(''.join(sorted(CLAUSE_SEPARATORS - {','})))
-        return re.compile(rf'[{separators}]+|,(?!{ratio_prefix}{_NUMBER})'
-                          r'|(?<!\d)\.|\.(?!\d)|(?<=\?)')
+        return re.compile(rf'([{separators}]+|,(?!{ratio_prefix}{_NUMBER})'
+                          r'|(?<!\d)\.|\.(?!\d)|(?<=\?)(?![a-z]))')
+
+
+def _after_findings(clause: str, start: int, end: int) -> bool:
+    """Whether the eye marker ``clause[start:end]`` may name the eye of the findings before it:
+    it stands alone in parentheses ("激光斑(右眼)") or ends the clause ("drusen ou")."""
+    return not _WORD_CHARACTER.search(clause, end) or (
+        clause[:start].rstrip().endswith('(') and clause[end:].lstrip().startswith(')'))
 
 
 def _apply_backward(mentions: list, segment_start: int, cues: List[Tuple[str, float]]) -> None:
