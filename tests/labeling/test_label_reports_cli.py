@@ -59,6 +59,8 @@ def test_labels_written_and_summary_printed(tmp_path, capsys):
 
 @pytest.mark.parametrize('bad_line, problem', [
     ('{"image": "x.png"}', "field 'report' is missing"),
+    ('{"report": "出血"}', "field 'image' is missing"),
+    ('{"image": "", "report": "出血"}', "field 'image' is empty"),
     ('{"image": "x.png", "report": ""}', "field 'report' is empty"),
     ('{"image": "x.png", "report": 3}', "field 'report' must be a string"),
     ('{"image": "x.png", "report": "出血"', 'is not valid JSON'),

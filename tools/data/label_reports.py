@@ -2,7 +2,8 @@
 
 Every record (``{"image": ..., "report": ..., "eye": "left" | "right" | null}``) gets a ``labels``
 field: label key -> 1.0 (asserted), 0.5 (uncertain) or 0.0. Nothing is written unless every
-record is valid; OUT is replaced atomically (it may be IN).
+record is valid (``image`` and ``report`` are required, as for the datasets); OUT is replaced
+atomically (it may be IN), and a temporary that a killed run left beside it is removed.
 
     python tools/data/label_reports.py IN.jsonl OUT.jsonl [--lexicon FILE]
 """

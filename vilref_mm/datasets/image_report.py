@@ -9,8 +9,7 @@ from mmpretrain.registry import DATASETS
 
 from vilref_mm.labeling import load_lexicon
 from .label_cache import report_labels
-from .records import (BadRecords, RecordError, check_text, label_vector, parse_manifest_line,
-                      required_field)
+from .records import BadRecords, RecordError, label_vector, parse_manifest_line
 
 
 class BaseImageReportDataset(BaseDataset):
@@ -165,8 +164,7 @@ class ImageReportDataset(BaseImageReportDataset):
             return None
         labels = record.get('labels')
         return dict(
-            img_path=image_path(check_text(required_field(record, 'image', where), where,
-                                           'image')),
+            img_path=image_path(record['image']),
             text=record['report'],
             eye=record.get('eye'),
             gt_score=None if labels is None else label_vector(labels, self.classes, where,

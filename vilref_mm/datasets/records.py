@@ -76,11 +76,12 @@ class BadRecords:
 
 
 def parse_manifest_line(line: bytes, where: str) -> Optional[dict]:
-    """The record of one line of a JSON Lines manifest, with ``report`` and ``eye`` checked.
+    """The record of one line of a JSON Lines manifest, with ``image``, ``report`` and ``eye``
+    checked.
 
-    The line is UTF-8 (a byte order mark is allowed) holding a JSON object with a non-empty
-    string ``report`` and, optionally, ``eye`` ('left', 'right' or null). Other fields are
-    returned unchecked.
+    The line is UTF-8 (a byte order mark is allowed) holding a JSON object with non-empty
+    strings ``image`` and ``report`` and, optionally, ``eye`` ('left', 'right' or null). Other
+    fields are returned unchecked.
 
     Args:
         line: The raw line.
@@ -107,7 +108,8 @@ def parse_manifest_line(line: bytes, where: str) -> Optional[dict]:
     if not isinstance(record, dict):
         raise RecordError(where, None, 'must be a JSON object with "image" and "report", '
                           f'got {type(record).__name__}')
-    check_text(required_field(record, 'report', where), where, 'report')
+    for field in ('image', 'report'):
+        check_text(required_field(record, field, where), where, field)
     check_eye(record.get('eye'), where)
     return record
 
