@@ -28,8 +28,11 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import lmdb
+from mmengine.logging import MMLogger
 from mmpretrain.registry import DATASETS
 from PIL import Image
+
+from vilref_mm.utils.fileio import fsync_folder, remove_stale_temporaries, temporary_prefix
 
 from .image_report import BaseImageReportDataset, ImageReportDataset
 from .records import BadRecords, RecordError, check_text, label_vector
@@ -210,7 +213,9 @@ def write_image_report_lmdb(dataset: ImageReportDataset, out_dir: Union[str, Pat
     """Write the pairs of a manifest in the release's LMDB layout (with labels and classes).
 
     Each distinct image file is stored once, as url-safe base64 of its bytes (not re-encoded).
-    The folder is built next to ``out_dir`` and moved into place when complete.
+    The folder is built next to ``out_dir`` (as ``.NAME.PID.RANDOM``) and moved into place
+    when complete; the temporary folders of ``out_dir`` that a killed build left are removed
+    first, with a warning that names them.
 
     Args:
         dataset: The manifest's dataset; its records (``get_data_info``) give the images,
@@ -227,6 +232,11 @@ def write_image_report_lmdb(dataset: ImageReportDataset, out_dir: Union[str, Pat
                         f'manifest to store), got {type(dataset).__name__}; build it with '
                         'ImageReportDataset(MANIFEST, ...)')
     out_dir = Path(out_dir)
+    stale = remove_stale_temporaries(out_dir)
+    if stale:
+        MMLogger.get_current_instance().warning(
+            f'{out_dir}: removed {len(stale)} stale temporary folder(s) of a killed run: '
+            f'{", ".join(map(str, stale))}')
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f'{out_dir} is a file, not a folder; give the folder to '
                                  'write the LMDB in (a new one, or one to --overwrite)')
@@ -236,7 +246,7 @@ def write_image_report_lmdb(dataset: ImageReportDataset, out_dir: Union[str, Pat
     infos = [dataset.get_data_info(index) for index in range(len(dataset))]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     bad_records = BadRecords(str(dataset.ann_file), skip_bad_records)
-    temp_dir = out_dir.with_name(f'.{out_dir.name}.{os.getpid()}.{secrets.token_hex(4)}')
+    temp_dir = out_dir.with_name(f'{temporary_prefix(out_dir)}{secrets.token_hex(4)}')
     temp_dir.mkdir()
     pairs = images = None
     try:
@@ -270,12 +280,13 @@ def write_image_report_lmdb(dataset: ImageReportDataset, out_dir: Union[str, Pat
                      'classes': json.dumps(list(dataset.metainfo['classes']))})
         images.close({'num_images': images.count})
         if out_dir.exists():
-            old_dir = temp_dir.with_name(f'{temp_dir.name}.old')
+            old_dir = temp_dir.with_name(f'{temp_dir.name}.old')  # a temporary of out_dir too
             os.replace(out_dir, old_dir)
             os.replace(temp_dir, out_dir)
             shutil.rmtree(old_dir)
         else:
             os.replace(temp_dir, out_dir)
+        fsync_folder(out_dir.parent)
     except BaseException:
         for writer in (pairs, images):
             if writer is not None:
