@@ -2,6 +2,8 @@
 
 Images (files and/or folders) give an (N, D) array and, next to it, a .txt listing the image
 of each row; ``--text-file`` (one text a line) gives the text embeddings in its line order.
+Images that cannot be read are reported (file and reason) and left out; the exit status is
+then 1.
 
 Examples::
 
@@ -12,6 +14,7 @@ Examples::
 import argparse
 import sys
 from pathlib import Path
+from typing import List, Sequence, Tuple
 
 from mmengine.config import DictAction
 
@@ -50,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    failed: List[Tuple[str, str]] = []  # unreadable images: (name, reason)
     try:
         model = init_model(args.config, args.checkpoint, args.device, args.cfg_options,
                            trusted=args.trust_checkpoint)
@@ -60,16 +64,29 @@ def main(argv=None) -> int:
         else:
             images = collect_images(args.images)
             features = extract_image_features(model, images, args.batch_size, args.feature,
-                                              progress=not args.no_progress)
-            names = image_names(images)
+                                              progress=not args.no_progress, failed=failed)
+            unreadable = {name for name, _ in failed}
+            names = [name for name in image_names(images) if name not in unreadable]
     except (FileNotFoundError, RuntimeError, ValueError) as error:  # inputs, weights
+        print_unreadable(failed)  # when none of the images could be read
         print(f'error: {error}', file=sys.stderr)
         return 1
     save_features(args.out, features, names)
     listing = f' and the images of its rows to {Path(args.out).with_suffix(".txt")}'
     print(f'wrote {features.shape[0]} x {features.shape[1]} features to {args.out}'
           f'{listing if names else ""}')
+    if failed:
+        print_unreadable(failed)
+        print(f'error: {len(failed)} of {len(failed) + len(features)} images could not be '
+              'read and have no features', file=sys.stderr)
+        return 1
     return 0
+
+
+def print_unreadable(failed: Sequence[Tuple[str, str]]) -> None:
+    """Print each unreadable image and why to stderr."""
+    for name, reason in failed:
+        print(f'error: {name}: {reason}', file=sys.stderr)
 
 
 if __name__ == '__main__':

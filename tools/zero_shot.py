@@ -1,7 +1,9 @@
 """Zero-shot findings of fundus photographs with a ViLReF checkpoint (docs/zero_shot.md).
 
 Prints, per image, its classes ranked by score, and with --out writes the scores as JSON
-(``{"mode", "classes", "images": [{"file", "scores": {class: score}}]}``).
+(``{"mode", "classes", "images": [{"file", "scores": {class: score}}], "failed": [{"file",
+"error"}]}``). Images that cannot be read are reported (file and reason) and the others
+scored; the exit status is then 1.
 
 Examples::
 
@@ -64,7 +66,8 @@ def main(argv=None) -> int:
         model = init_model(args.config, args.checkpoint, args.device, args.cfg_options,
                            trusted=args.trust_checkpoint)
         result = zero_shot(model, args.images, class_names=class_names, templates=templates,
-                           texts=args.texts, mode=args.mode, batch_size=args.batch_size)
+                           texts=args.texts, mode=args.mode, batch_size=args.batch_size,
+                           skip_unreadable=True)
     except (FileNotFoundError, RuntimeError, ValueError) as error:  # prompts, images, weights
         print(f'error: {error}', file=sys.stderr)
         return 1
@@ -73,6 +76,12 @@ def main(argv=None) -> int:
         result.save_json(args.out)
         count = len(result.images)
         print(f'\nwrote the scores of {count} image{"s" * (count != 1)} to {args.out}')
+    for name, reason in result.failed:
+        print(f'error: {name}: {reason}', file=sys.stderr)
+    if result.failed:
+        print(f'error: {len(result.failed)} of {len(result.failed) + len(result.images)} '
+              'images could not be read and have no scores', file=sys.stderr)
+        return 1
     return 0
 
 

@@ -19,7 +19,7 @@ import json
 import logging
 import pickle
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -211,17 +211,39 @@ def _has_folder(images: Images) -> bool:
     return any(not isinstance(item, np.ndarray) and Path(item).is_dir() for item in images)
 
 
+class UnreadableImageError(ValueError):
+    """An image file that cannot be read or decoded.
+
+    Args:
+        image: The file.
+        reason: Why it cannot be used.
+    """
+
+    def __init__(self, image: str, reason: str):
+        self.image, self.reason = image, reason
+        super().__init__(f'{image}: {reason}')
+
+
 def load_image(image: ImageLike) -> np.ndarray:
-    """An image as an H x W x 3 uint8 BGR array."""
+    """An image as an H x W x 3 uint8 BGR array.
+
+    Raises:
+        UnreadableImageError: A file cannot be read or is not a readable image.
+        ValueError: An array has the wrong type or shape.
+    """
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3) or (
                 image.ndim == 3 and image.shape[2] != 3):
             raise ValueError(f'image arrays must be H x W x 3 (BGR) or H x W uint8, got '
                              f'{image.dtype} of shape {image.shape}')
         return mmcv.gray2bgr(image) if image.ndim == 2 else image
-    array = mmcv.imread(str(image), flag='color')
+    try:
+        array = mmcv.imread(str(image), flag='color')
+    except OSError as error:
+        raise UnreadableImageError(str(image), f'cannot be read ({error.strerror or error})'
+                                   ) from error
     if array is None:
-        raise ValueError(f'{image}: not a readable image')
+        raise UnreadableImageError(str(image), 'not a readable image (it cannot be decoded)')
     return array
 
 
@@ -238,23 +260,39 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 
 
 def _image_batches(model: nn.Module, images: Sequence[ImageLike], batch_size: int,
-                   progress: bool) -> Iterator[torch.Tensor]:
-    """Normalised (B, 3, H, W) image batches on the model's device."""
+                   progress: bool,
+                   failed: Optional[List[Tuple[str, str]]] = None
+                   ) -> Iterator[Tuple[List[str], torch.Tensor]]:
+    """The names (see :func:`image_names`) and normalised (B, 3, H, W) batch on the model's
+    device of each batch of images.
+
+    An unreadable image file raises :class:`UnreadableImageError` or, when ``failed`` is a
+    list, is left out of its batch and appended to ``failed`` as (name, reason).
+    """
     cfg = getattr(model, 'cfg', None)
     img_size = (cfg.model.image_encoder.get('img_size', 224) if cfg is not None else 224)
     pipeline = build_image_pipeline(cfg, img_size)
+    names = image_names(images)
     bar = ProgressBar(len(images), file=sys.stderr) if progress else None
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
-        packed = []
-        for image in chunk:
-            array = load_image(image)
+        read, packed = [], []
+        for name, image in zip(names[start:start + batch_size], chunk):
+            try:
+                array = load_image(image)
+            except UnreadableImageError as error:
+                if failed is None:
+                    raise
+                failed.append((name, error.reason))
+                continue
+            read.append(name)
             packed.append(pipeline(dict(img=array, img_shape=array.shape[:2],
                                         ori_shape=array.shape[:2])))
-        data = model.data_preprocessor(
-            {'inputs': [sample['inputs'] for sample in packed],
-             'data_samples': [sample['data_samples'] for sample in packed]}, False)
-        yield data['inputs']['images']
+        if packed:
+            data = model.data_preprocessor(
+                {'inputs': [sample['inputs'] for sample in packed],
+                 'data_samples': [sample['data_samples'] for sample in packed]}, False)
+            yield read, data['inputs']['images']
         if bar is not None:
             bar.update(len(chunk))
     if bar is not None:
@@ -265,7 +303,8 @@ def extract_image_features(model: nn.Module,
                            images: Images,
                            batch_size: int = 32,
                            feature: str = 'embedding',
-                           progress: Optional[bool] = None) -> np.ndarray:
+                           progress: Optional[bool] = None,
+                           failed: Optional[List[Tuple[str, str]]] = None) -> np.ndarray:
     """Image features, batched.
 
     Args:
@@ -276,9 +315,16 @@ def extract_image_features(model: nn.Module,
             and retrieval) or 'encoder' (the image encoder's output before the projection:
             ViT ``ln_post(CLS)``, 768-d for ViT-B/16; the linear-probe feature).
         progress: Show a progress bar (on stderr). None: when a folder is among ``images``.
+        failed: A list to collect unreadable image files in, as (name, reason) (names as
+            :func:`image_names` gives them): they are left out of the features. None (the
+            default): an unreadable file raises :class:`UnreadableImageError`.
 
     Returns:
-        np.ndarray: (N, D) float32 features, one row per collected image.
+        np.ndarray: (N, D) float32 features, one row per collected image that was read.
+
+    Raises:
+        UnreadableImageError: An image file cannot be read and ``failed`` is None.
+        ValueError: No image could be read (``failed`` names them all).
     """
     if feature not in FEATURES:
         raise ValueError(f'feature={feature!r} is not one of {FEATURES}')
@@ -287,12 +333,14 @@ def extract_image_features(model: nn.Module,
     images = collect_images(images)
     feats = []
     with eval_mode(model):
-        for batch in _image_batches(model, images, batch_size, progress):
+        for _, batch in _image_batches(model, images, batch_size, progress, failed):
             if feature == 'embedding':
                 feats.append(model.extract_image_feat(batch))
             else:
                 out = model.image_encoder(batch)
                 feats.append(out[-1] if isinstance(out, (tuple, list)) else out)
+    if not feats:
+        raise ValueError(f'none of the {len(images)} images could be read')
     return torch.cat(feats).float().cpu().numpy()
 
 
@@ -317,12 +365,15 @@ class ZeroShotResult:
         scores: (N, C) float64 probabilities (rows sum to 1 for 'multiclass').
         images: Name of each row (its path, or ``<array i>``).
         mode: 'multilabel' or 'multiclass'.
+        failed: (name, reason) of each image file that could not be read and has no row
+            (see ``skip_unreadable`` of :func:`zero_shot`).
     """
 
     classes: Tuple[str, ...]
     scores: np.ndarray
     images: List[str]
     mode: str
+    failed: List[Tuple[str, str]] = field(default_factory=list)
 
     def ranking(self, index: int, topk: Optional[int] = None) -> List[Tuple[str, float]]:
         """(class, score) of image ``index``, highest score first; the ``topk`` first."""
@@ -330,10 +381,12 @@ class ZeroShotResult:
         return [(self.classes[c], float(self.scores[index, c])) for c in order]
 
     def to_dict(self) -> dict:
-        """``mode``, ``classes`` and per image its ``file`` and ``scores`` (class -> score)."""
+        """``mode``, ``classes``, per image its ``file`` and ``scores`` (class -> score), and
+        per unreadable image (``failed``) its ``file`` and ``error``."""
         return dict(mode=self.mode, classes=list(self.classes), images=[
             dict(file=name, scores=dict(zip(self.classes, row.tolist())))
-            for name, row in zip(self.images, self.scores)])
+            for name, row in zip(self.images, self.scores)],
+            failed=[dict(file=name, error=reason) for name, reason in self.failed])
 
     def save_json(self, path: Union[str, Path]) -> None:
         """Write :meth:`to_dict` as JSON (UTF-8, Chinese unescaped), atomically."""
@@ -389,7 +442,8 @@ def zero_shot(model: nn.Module,
               texts: Optional[Sequence[str]] = None,
               mode: Optional[str] = None,
               batch_size: int = 32,
-              progress: Optional[bool] = None) -> ZeroShotResult:
+              progress: Optional[bool] = None,
+              skip_unreadable: bool = False) -> ZeroShotResult:
     """Score images against class prompts or free Chinese texts.
 
     Args:
@@ -398,6 +452,9 @@ def zero_shot(model: nn.Module,
         class_names, templates, texts, mode: See :func:`zero_shot_classifier`.
         batch_size: Images per forward pass.
         progress: Show a progress bar (stderr). None: when a folder is among ``images``.
+        skip_unreadable: Score the images that can be read and list the others in the
+            result's ``failed`` instead of raising :class:`UnreadableImageError` at the
+            first unreadable file.
 
     Returns:
         ZeroShotResult: Scores per image and class.
@@ -406,14 +463,17 @@ def zero_shot(model: nn.Module,
     if progress is None:
         progress = _has_folder(images)
     images = collect_images(images)
+    names, scores, failed = [], [np.zeros((0, len(classifier.classes)))], []
     with eval_mode(model):
         prototypes = classifier.prototypes(model)
         scale = model.logit_scale.exp()
-        scores = torch.cat([
-            classifier.scores(model.extract_image_feat(batch), prototypes, scale)
-            for batch in _image_batches(model, images, batch_size, progress)])
-    return ZeroShotResult(classes=classifier.classes, scores=scores.cpu().numpy(),
-                          images=image_names(images), mode=classifier.mode)
+        for read, batch in _image_batches(model, images, batch_size, progress,
+                                          failed if skip_unreadable else None):
+            names += read
+            scores.append(classifier.scores(model.extract_image_feat(batch), prototypes,
+                                            scale).cpu().numpy())
+    return ZeroShotResult(classes=classifier.classes, scores=np.concatenate(scores),
+                          images=names, mode=classifier.mode, failed=failed)
 
 
 def select_prompts(keys: Optional[Sequence[str]] = None,
