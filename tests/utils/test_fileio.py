@@ -1,10 +1,13 @@
 """atomic_open / write_text_atomic: the destination is complete or untouched."""
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
 from vilref_mm.utils import atomic_open, write_text_atomic
+from vilref_mm.utils.fileio import remove_stale_temporaries
 
 
 def test_writes_and_creates_the_folder(tmp_path):
@@ -34,3 +37,28 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(old_umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
+    """What a killed writer left (files and folders) goes; a live writer's and other
+    destinations' temporaries stay."""
+    path = tmp_path / 'train.jsonl'
+    dead = dead_pid()
+    stale_file = tmp_path / f'.train.jsonl.{dead}.abc123.tmp'
+    stale_dir = tmp_path / f'.train.jsonl.{dead}.ff00'
+    live = tmp_path / f'.train.jsonl.{os.getpid()}.def456.tmp'
+    other = tmp_path / f'.val.jsonl.{dead}.abc123.tmp'
+    for file in (stale_file, live, other):
+        file.write_text('half')
+    (stale_dir / 'pairs').mkdir(parents=True)
+    assert sorted(remove_stale_temporaries(path)) == sorted([stale_file, stale_dir])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+    write_text_atomic(tmp_path / 'val.jsonl', ['x\n'])  # each write cleans its destination
+    assert not other.exists() and live.exists()
