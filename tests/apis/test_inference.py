@@ -1,5 +1,6 @@
 """The inference API (vilref_mm.apis.inference) on a tiny random ViLReF."""
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,7 +15,7 @@ from vilref_mm.apis import (collect_images, extract_image_features, extract_text
                             select_prompts, zero_shot, zero_shot_classifier)
 from vilref_mm.apis.inference import build_image_pipeline
 from vilref_mm.evaluation import DEFAULT_PROMPTS, PromptError, load_prompt_file
-from vilref_mm.utils.checkpoint import save_tensor_checkpoint
+from vilref_mm.utils.checkpoint import IncompleteWeightsError, save_tensor_checkpoint
 
 TEXTS = ['视盘水肿', '正常眼底', '糖尿病视网膜病变']
 
@@ -34,16 +35,21 @@ def test_init_model_rejects_a_checkpoint_without_all_weights(tmp_path, tiny_conf
     del state['text_projection']
     path = tmp_path / 'partial.pth'
     torch.save({'state_dict': state}, path)
-    with pytest.raises(ValueError, match=r'partial\.pth.*text_projection'):
+    with pytest.raises(IncompleteWeightsError, match=r'partial\.pth.*text_projection'):
         init_model(tiny_config, str(path))
 
 
-def test_training_checkpoints_load_only_when_trusted(tmp_path, tiny_config, tiny_model,
-                                                    tiny_checkpoint):
+def test_foreign_objects_load_only_when_trusted(tmp_path, tiny_config, tiny_model,
+                                               tiny_checkpoint):
+    """A training checkpoint's message hub loads as it is; other objects need trust."""
     state = torch.load(tiny_checkpoint, weights_only=True)['state_dict']
     path = tmp_path / 'iter_6.pth'
     torch.save({'state_dict': state, 'message_hub': {'loss': HistoryBuffer([1.0], [1])}}, path)
-    with pytest.raises(RuntimeError, match='trusted=True'):
+    assert torch.equal(init_model(tiny_config, str(path)).text_projection,
+                       tiny_model.text_projection)
+    path = tmp_path / 'foreign.pth'
+    torch.save({'state_dict': state, 'cfg': Path('config.py')}, path)
+    with pytest.raises(RuntimeError, match='foreign.pth needs Python objects.*trusted=True'):
         init_model(tiny_config, str(path))
     trusted = init_model(tiny_config, str(path), trusted=True)
     assert torch.equal(trusted.text_projection, tiny_model.text_projection)
@@ -62,7 +68,7 @@ def test_init_model_reads_safetensors(tmp_path, tiny_config, tiny_model, tiny_ch
     path.write_bytes(path.read_bytes()[:100])  # truncated: the file is named, no trust hint
     with pytest.raises(RuntimeError, match='tiny.safetensors') as error:
         init_model(tiny_config, str(path), trusted=trusted)
-    assert 'trusted=True' not in str(error.value)
+    assert 'trust' not in str(error.value)
 
 
 def test_collect_images_expands_folders_in_name_order(image_folder):

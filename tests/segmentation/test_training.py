@@ -4,10 +4,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 import vilref_mm.engine.optimizers  # noqa: F401  (until vilref_mm.engine imports it)
 from vilref_mm.apis.segmentation import finetune_segmentation
+from vilref_mm.utils.checkpoint import load_checkpoint_file
 
 CONFIG = (Path(__file__).resolve().parents[2] / 'configs' / 'segmentation' /
           'upernet_vilref-vit-mini-p16_1xb4-300iter_synthetic-vessels-256x256.py')
@@ -35,7 +35,7 @@ def test_finetuning_improves_vessel_dice(tmp_path, synthetic_fundus):
     assert trained['mIoU'] > initial['mIoU']
 
     assert Path(trained['checkpoint']).name == f'iter_{ITERS}.pth'
-    checkpoint = torch.load(trained['checkpoint'], map_location='cpu', weights_only=False)
+    checkpoint = load_checkpoint_file(trained['checkpoint'])
     assert any(key.startswith('backbone.layers.3.') for key in checkpoint['state_dict'])
 
     # the overlay: the first validation photograph, painted where vessels are predicted

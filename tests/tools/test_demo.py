@@ -15,6 +15,7 @@ from mmengine.config import Config
 from vilref_mm.apis.demo import (DEMO_TARGETS, SyntheticDataSpec, check_targets,
                                  format_summary, measure_labeler, prepare_synthetic_data)
 from vilref_mm.labeling import ReportLabeler
+from vilref_mm.utils.checkpoint import load_checkpoint_file
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-500it_synthetic-112px.py'
@@ -95,8 +96,8 @@ def test_config_and_checkpoints_are_usable(demo_run):
         json.loads(line)['labels'] == json.loads(line)['findings']
         for line in test_manifest.read_text().splitlines())
 
-    trained = torch.load(summary['checkpoint'], map_location='cpu', weights_only=False)
-    initial = torch.load(summary['checkpoint_at_init'], map_location='cpu', weights_only=False)
+    trained = load_checkpoint_file(summary['checkpoint'])
+    initial = load_checkpoint_file(summary['checkpoint_at_init'])
     assert trained['meta']['iter'] == 3
     key = 'image_encoder.layers.0.attn.qkv.weight'
     assert trained['state_dict'][key].shape == initial['state_dict'][key].shape

@@ -17,6 +17,7 @@ import torch
 from mmengine.config import Config
 
 from vilref_mm.datasets.synthetic import generate_synthetic_fundus
+from vilref_mm.utils.checkpoint import load_checkpoint_file
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-500it_synthetic-112px.py'
@@ -97,8 +98,8 @@ def test_logged_losses_match_one_process(runs):
 
 
 def test_trained_weights_match_one_process(runs):
-    distributed, single = (torch.load(work_dir / f'iter_{ITERS}.pth', map_location='cpu',
-                                      weights_only=False)['state_dict'] for work_dir in runs)
+    distributed, single = (load_checkpoint_file(str(work_dir / f'iter_{ITERS}.pth'))[
+        'state_dict'] for work_dir in runs)
     assert distributed.keys() == single.keys()
     assert int(distributed['memory_queue.num_filled']) == ITERS * WORLD_SIZE * BATCH
     # The queue holds the same entries in another order; everything else is equal.

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vilref_mm.datasets.synthetic import generate_synthetic_fundus
+from vilref_mm.utils.checkpoint import load_checkpoint_file
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / 'tests' / 'data' / 'configs' / 'tiny_vilref.py'
@@ -57,8 +58,8 @@ def test_resume_continues_exactly(tmp_path, synthetic_root):
             assert resumed[iteration][key] == pytest.approx(uninterrupted[iteration][key],
                                                             rel=1e-5), (iteration, key)
 
-    final = torch.load(full / 'iter_6.pth', weights_only=False)['state_dict']
-    again = torch.load(resumed_dir / 'iter_6.pth', weights_only=False)['state_dict']
+    final = load_checkpoint_file(str(full / 'iter_6.pth'))['state_dict']
+    again = load_checkpoint_file(str(resumed_dir / 'iter_6.pth'))['state_dict']
     assert final.keys() == again.keys()
     assert any(key.startswith('momentum_') for key in final)
     assert 'memory_queue.image_feats' in final and int(final['memory_queue.num_filled']) == 16

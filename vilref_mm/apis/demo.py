@@ -501,7 +501,7 @@ def format_summary(summary: dict) -> str:
     lines += [f'plot:       {path}' for path in summary['plots'].values()]
     lines += ['', 'zero-shot findings of a photograph (docs/zero_shot.md):',
               f'  python tools/zero_shot.py {summary["config"]} {summary["checkpoint"]} '
-              'demo/fundus_normal_left_eye.jpg --trust-checkpoint']
+              'demo/fundus_normal_left_eye.jpg']
     return '\n'.join(lines)
 
 

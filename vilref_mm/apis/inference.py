@@ -17,7 +17,6 @@ import contextlib
 import copy
 import json
 import logging
-import pickle
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,6 @@ from mmcv.transforms import Compose
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
-from mmengine.runner import CheckpointLoader
 from mmengine.utils import ProgressBar
 from mmpretrain.registry import MODELS, TRANSFORMS
 from torch import nn
@@ -41,7 +39,8 @@ from vilref_mm.datasets.downstream import IMAGE_SUFFIXES
 from vilref_mm.evaluation.zero_shot import (ClassNames, PromptError, Templates,
                                             ZeroShotClassifier, load_prompt_file,
                                             resolve_class_names)
-from vilref_mm.utils.checkpoint import load_external_checkpoint, trusted_checkpoints
+from vilref_mm.utils.checkpoint import (load_state_dict_completely, read_checkpoint_state_dict,
+                                        trusted_checkpoints)
 from vilref_mm.utils.config import innermost_dataset_cfg
 from vilref_mm.utils.fileio import atomic_open, write_text_atomic
 
@@ -71,9 +70,9 @@ def init_model(config: Union[str, Path, Config],
             checkpoint of your own training. None keeps the random initial weights.
         device: E.g. 'cpu' or 'cuda:0'.
         cfg_options: Overrides of config entries, as ``--cfg-options`` takes them.
-        trusted: The checkpoint was written by your own MMEngine training (it holds Python
-            objects besides tensors, e.g. ``iter_N.pth``): read it with
-            ``weights_only=False``. Never set it for files from elsewhere.
+        trusted: You vouch for the checkpoint's origin: unpickle it in full if it needs
+            Python objects besides tensors. Converted releases and vilref_mm's own training
+            checkpoints never need it (docs/security.md).
 
     Returns:
         nn.Module: The model in eval mode on ``device``; ``model.cfg`` is the config.
@@ -100,40 +99,25 @@ def init_model(config: Union[str, Path, Config],
 def load_weights(model: nn.Module, checkpoint: str, trusted: bool = False) -> None:
     """Load a checkpoint's ``state_dict`` into ``model``.
 
-    Every parameter and buffer of the model must be in the checkpoint (a ViLReF with a
-    memory queue rebuilds its momentum towers from the loaded weights); keys the model does
-    not have (e.g. the momentum towers of a pre-training checkpoint) are ignored with a
-    warning.
+    Every weight of the model must come from the checkpoint (a ViLReF with a memory queue
+    rebuilds its momentum towers from the loaded weights); keys the model does not have
+    (e.g. the momentum towers of a pre-training checkpoint) are ignored with a warning.
 
     Args:
         model: The model.
-        checkpoint: The file.
-        trusted: Read it with ``weights_only=False`` (see :func:`init_model`).
+        checkpoint: The file, read under the trust rule of :mod:`vilref_mm.utils.checkpoint`.
+        trusted: The user vouches for the file: unpickle it in full if it needs Python
+            objects besides tensors (see :func:`init_model`).
+
+    Raises:
+        CheckpointError: The file is unreadable, untrusted, or leaves weights unset.
     """
-    try:
-        if trusted:
-            with trusted_checkpoints():
-                content = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-        else:
-            content = load_external_checkpoint(checkpoint)
-    except RuntimeError as error:
-        if trusted or not isinstance(error.__cause__, pickle.UnpicklingError):
-            raise  # unreadable (truncated, not a checkpoint): the error names the file
-        raise RuntimeError(
-            f'{checkpoint}: cannot be read as tensors only; it holds Python objects, like the '
-            'checkpoints MMEngine training writes (optimizer, message hub). If your own '
-            'training wrote it, load it with trusted=True (command line: '
-            '--trust-checkpoint).') from error
-    state_dict = content.get('state_dict', content)
-    result = model.load_state_dict(state_dict, strict=False)
-    if result.missing_keys:
-        raise ValueError(f'{checkpoint}: lacks {len(result.missing_keys)} weights of the model '
-                       f'(e.g. {result.missing_keys[:5]}); the config does not describe this '
-                       'checkpoint (arch, embed_dims, text encoder size)')
-    if result.unexpected_keys:
-        print_log(f'{checkpoint}: ignored {len(result.unexpected_keys)} keys the model does '
-                  f'not have (e.g. {result.unexpected_keys[:3]})', logger='current',
-                  level=logging.WARNING)
+    with trusted_checkpoints(*([checkpoint] if trusted else [])):
+        state_dict = read_checkpoint_state_dict(checkpoint)
+    unexpected = load_state_dict_completely(model, state_dict, checkpoint)
+    if unexpected:
+        print_log(f'{checkpoint}: ignored {len(unexpected)} keys the model does not have '
+                  f'(e.g. {unexpected[:3]})', logger='current', level=logging.WARNING)
 
 
 def build_image_pipeline(cfg: Optional[Config],

@@ -23,7 +23,6 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmengine.runner import CheckpointLoader
 from mmseg.apis import inference_model
 from mmseg.evaluation import IoUMetric
 from torch import nn
@@ -31,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from vilref_mm.engine import build_runner, disable_validation, scale_schedule
 from vilref_mm.utils import atomic_open
-from vilref_mm.utils.checkpoint import load_external_checkpoint, trusted_checkpoints
+from vilref_mm.utils.checkpoint import read_checkpoint_state_dict, trusted_checkpoints
 from vilref_mm.utils.config import innermost_dataset_cfg
 
 #: Prefixes under which checkpoints hold a backbone: a ViLReF model (``image_encoder.``), an
@@ -48,20 +47,14 @@ def read_backbone_state_dict(checkpoint: str, prefix: Optional[str] = 'auto',
             converted or pre-trained ViLReF model, or an mmseg / mmpretrain model.
         prefix (str, optional): Prefix of the backbone's keys; 'auto' takes the first of
             :data:`BACKBONE_PREFIXES` that occurs, else none. Defaults to 'auto'.
-        trusted (bool): The file was written by your own MMEngine training (it holds Python
-            objects besides tensors): read it with ``weights_only=False``. Defaults to False.
+        trusted (bool): You vouch for the file's origin: unpickle it in full if it needs
+            Python objects besides tensors (docs/security.md). Defaults to False.
 
     Returns:
         tuple[dict, str]: The backbone's tensors and their prefix in the file ('' for none).
     """
-    if trusted:
-        with trusted_checkpoints():
-            content = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-    else:
-        content = load_external_checkpoint(checkpoint)
-    state_dict = content.get('state_dict', content) if isinstance(content, Mapping) else None
-    if not isinstance(state_dict, Mapping):
-        raise ValueError(f'{checkpoint}: holds {type(content).__name__}, not a state dict')
+    with trusted_checkpoints(*([checkpoint] if trusted else [])):
+        state_dict = read_checkpoint_state_dict(checkpoint)
     if prefix == 'auto':
         prefix = next((p for p in BACKBONE_PREFIXES if any(k.startswith(p) for k in state_dict)),
                       '')
@@ -178,9 +171,9 @@ def finetune_segmentation(config: Union[str, Config],
             None: the config's own ``init_cfg``.
         prefix (str, optional): Key prefix of the backbone in ``pretrained`` ('auto':
             ``image_encoder.``, ``backbone.`` or none, whichever occurs). Defaults to 'auto'.
-        trust_pretrained (bool): ``pretrained`` was written by your own MMEngine training
-            (e.g. a pre-training ``iter_N.pth``): read it with ``weights_only=False``.
-            Defaults to False.
+        trust_pretrained (bool): You vouch for ``pretrained``'s origin: unpickle it in full
+            if it needs Python objects besides tensors (vilref_mm's own training checkpoints
+            do not; docs/security.md). Defaults to False.
         max_iters (int, optional): Training iterations; the config's schedule (warm-up,
             decay, checkpoint interval) is scaled to them
             (:func:`vilref_mm.engine.scale_schedule`). Defaults to the config's.
@@ -221,10 +214,7 @@ def finetune_segmentation(config: Union[str, Config],
     if backbone_weights is not None:
         check_backbone_weights(backbone_weights, model.backbone, pretrained)
     start = time.perf_counter()
-    if trust_pretrained:
-        with trusted_checkpoints():
-            runner.train()
-    else:
+    with trusted_checkpoints(*([pretrained] if trust_pretrained else [])):
         runner.train()
     train_seconds = time.perf_counter() - start
 

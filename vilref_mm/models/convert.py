@@ -14,7 +14,8 @@ from typing import Dict, List, Mapping, NamedTuple
 
 import torch
 
-from vilref_mm.utils.checkpoint import load_external_checkpoint, save_tensor_checkpoint
+from vilref_mm.utils.checkpoint import (CheckpointError, load_checkpoint_file,
+                                        save_tensor_checkpoint)
 from .backbones.convert import convert_visual_weights, state_dict_mismatches
 from .text.bert import ChineseBertEncoder
 
@@ -67,8 +68,8 @@ def read_release_state_dict(filename: str) -> Dict[str, torch.Tensor]:
             dict of tensors.
     """
     try:
-        checkpoint = load_external_checkpoint(filename)
-    except RuntimeError as err:
+        checkpoint = load_checkpoint_file(filename)
+    except CheckpointError as err:
         raise CheckpointConversionError(str(err)) from err
     state_dict = checkpoint
     if isinstance(checkpoint, Mapping) and 'state_dict' in checkpoint:
