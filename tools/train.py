@@ -2,10 +2,12 @@
 import argparse
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 
 from vilref_mm.engine import build_runner, disable_validation
+from vilref_mm.utils.checkpoint import CheckpointError, trusted_checkpoints
 
 
 def parse_args() -> argparse.Namespace:
@@ -17,6 +19,10 @@ def parse_args() -> argparse.Namespace:
         '--resume', nargs='?', type=str, const='auto',
         help='resume from PATH, or from the latest checkpoint of the work dir when '
         'given without a path')
+    parser.add_argument(
+        '--trust-checkpoint', action='store_true',
+        help='unpickle the checkpoint of --resume / load_from in full if it needs Python '
+        'objects besides tensors (only for files whose origin you know; docs/security.md)')
     parser.add_argument('--amp', action='store_true',
                         help='bf16 automatic mixed precision (needs CUDA)')
     parser.add_argument('--no-validate', action='store_true',
@@ -65,12 +71,20 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
-def main() -> None:
+def main() -> int:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
-    runner = build_runner(cfg)
-    runner.train()
+    # --resume without a path resumes from a file of the work dir.
+    trusted = [cfg.load_from or cfg.work_dir] if args.trust_checkpoint else []
+    try:
+        with trusted_checkpoints(*trusted):
+            runner = build_runner(cfg)
+            runner.train()
+    except (CheckpointError, FileNotFoundError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -1,19 +1,38 @@
-"""The runner vilref_mm's tools use (MMEngine's Runner plus two fixes for current torch) and
-its quiet console."""
+"""The runner vilref_mm's tools use (MMEngine's Runner with durable checkpoints, complete
+weights for evaluation, and distributed runs on CPU) and its quiet console."""
+import glob
 import logging
+import os
+import os.path as osp
+import re
+import secrets
+from collections import OrderedDict
 from datetime import timedelta
-from typing import Dict, Iterator, Optional, Sequence, Union
+from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
-from mmengine.dist import is_distributed
+from mmengine.dist import is_distributed, is_main_process
+from mmengine.fileio import LocalBackend, get_file_backend
+from mmengine.hooks import CheckpointHook
 from mmengine.logging import MMLogger
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint
 from mmpretrain.registry import RUNNERS
 from torch import nn
 
-from vilref_mm.utils.checkpoint import trusted_checkpoints
+from vilref_mm.utils.checkpoint import (CorruptCheckpointError, checkpoint_is_complete,
+                                        load_state_dict_completely)
+from vilref_mm.utils.fileio import remove_stale_temporaries, replace_durably, temporary_prefix
+from .hooks import DurableCheckpointHook
+
+#: Checkpoint files :meth:`ViLReFRunner.load_or_resume` considers in a work dir.
+CHECKPOINT_NAME = re.compile(r'(?:epoch|iter)_\d+\.pth$')
+#: The destination name of checkpoint temporaries (whatever the checkpoint's own name), so
+#: that every save can remove what a killed save left.
+CHECKPOINT_TEMPORARY = 'checkpoint'
 
 #: The optimizer constructors' line per parameter (weight decay of each norm and bias, each
 #: frozen parameter), which a quiet runner leaves off the console.
@@ -49,17 +68,66 @@ def _warnings_only(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.WARNING
 
 
+def find_resume_checkpoint(work_dir: str) -> Tuple[Optional[str], str]:
+    """The checkpoint ``--resume`` (auto) continues from.
+
+    The one ``last_checkpoint`` names, if it is complete; else, when ``last_checkpoint`` is
+    missing, empty or names a missing or truncated file (a crash during a save), the newest
+    complete ``epoch_N.pth`` / ``iter_N.pth`` of the work dir (by modification time).
+
+    Args:
+        work_dir (str): The work dir.
+
+    Returns:
+        tuple[str | None, str]: The checkpoint (None: none complete) and why it was chosen.
+    """
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    named = None
+    if not osp.isfile(pointer):
+        reason = f'{pointer} does not exist'
+    else:
+        with open(pointer, encoding='utf-8') as file:
+            named = file.read().strip()
+        if not named:
+            reason = f'{pointer} is empty'
+        else:
+            if not osp.isfile(named) and osp.isfile(osp.join(work_dir, osp.basename(named))):
+                named = osp.join(work_dir, osp.basename(named))  # a work dir moved or renamed
+            if checkpoint_is_complete(named):
+                return named, f'named by {pointer}'
+            reason = (f'{pointer} names {named}, which is '
+                      f'{"truncated or corrupt" if osp.isfile(named) else "missing"}')
+    candidates = sorted((path for path in glob.glob(osp.join(work_dir, '*.pth'))
+                         if CHECKPOINT_NAME.match(osp.basename(path)) and path != named),
+                        key=osp.getmtime, reverse=True)
+    for path in candidates:
+        if checkpoint_is_complete(path):
+            return path, f'{reason}; the newest complete checkpoint of {work_dir}'
+    return None, f'{reason}, and {work_dir} holds no complete checkpoint'
+
+
 @RUNNERS.register_module()
 class ViLReFRunner(Runner):
     """MMEngine :class:`~mmengine.runner.Runner` that
 
-    - resumes and ``load_from``-loads its own checkpoints under torch >= 2.6 (they hold Python
-      objects that ``weights_only=True`` rejects), while every other checkpoint (``init_cfg``,
-      converters) is still read with ``weights_only=True``;
+    - writes every checkpoint atomically (temporary file, fsync, rename) and saves with
+      :class:`~vilref_mm.engine.hooks.DurableCheckpointHook` in place of MMEngine's
+      ``CheckpointHook``, so a crash at any moment leaves a complete checkpoint;
+    - resumes (``--resume``) from the newest complete checkpoint of the work dir when
+      ``last_checkpoint`` is missing, empty or names a missing or truncated file, and says
+      which it chose (:func:`find_resume_checkpoint`);
+    - evaluates (:meth:`test`, :meth:`val`) only a checkpoint that sets every weight of the
+      model (:func:`~vilref_mm.utils.checkpoint.load_state_dict_completely`);
+    - stops before training when the training set does not fill one batch;
     - runs distributed on machines without CUDA: the ``pytorch`` launcher gets a gloo process
       group, and the model is wrapped in DDP without ``device_ids``;
     - is built quietly by ``build_runner(cfg, quiet=True)``.
+
+    Every checkpoint it reads goes through the trust rule of :mod:`vilref_mm.utils.checkpoint`.
     """
+
+    #: While True, :meth:`load_checkpoint` requires every weight of the model.
+    _evaluating = False
 
     #: While True, the consoles of the runners being built show warnings and errors only
     #: (:func:`build_runner` sets it).
@@ -95,9 +163,109 @@ class ViLReFRunner(Runner):
             model_wrapper_cfg['device_ids'] = None
         return super().wrap_model(model_wrapper_cfg, model)
 
-    def load_checkpoint(self, filename: str, *args, **kwargs) -> dict:
-        with trusted_checkpoints():
-            return super().load_checkpoint(filename, *args, **kwargs)
+    def register_default_hooks(self, hooks: Optional[Dict] = None) -> None:
+        hooks = dict(hooks or {})
+        checkpoint = hooks.get('checkpoint', dict(type='CheckpointHook', interval=1))
+        kind = checkpoint.get('type') if isinstance(checkpoint, dict) else None
+        if kind is CheckpointHook or str(kind).split('.')[-1] == 'CheckpointHook':
+            hooks['checkpoint'] = {**checkpoint, 'type': DurableCheckpointHook}
+        super().register_default_hooks(hooks)
+
+    def build_train_loop(self, loop):
+        loop = super().build_train_loop(loop)
+        dataloader = loop.dataloader
+        size = len(dataloader.dataset)
+        batch = dataloader.batch_size or getattr(dataloader.batch_sampler, 'batch_size', None)
+        if len(dataloader) == 0:
+            raise ValueError(
+                f'train_dataloader: the training set has {size} samples, fewer than one batch '
+                f'({batch} per process x {self.world_size} processes), and drop_last drops '
+                'it: no iteration would run; lower train_dataloader.batch_size or add data')
+        if batch is not None and size < batch * self.world_size:
+            self.logger.warning(
+                f'train_dataloader: the training set has {size} samples, fewer than one batch '
+                f'({batch} per process x {self.world_size} processes): every iteration sees '
+                'the whole set in a smaller batch')
+        return loop
+
+    def load_or_resume(self) -> None:
+        if self._has_loaded or not self._resume:
+            return super().load_or_resume()
+        if self._load_from is None:
+            chosen, reason = find_resume_checkpoint(self.work_dir)
+            if chosen is None:
+                self.logger.warning(f'--resume: {reason}; training starts from the beginning')
+                self._resume = False
+            else:
+                self.logger.info(f'resuming from {chosen} ({reason})')
+                self._load_from = chosen
+        elif '://' not in self._load_from and not checkpoint_is_complete(self._load_from):
+            complete = [path for path in sorted(glob.glob(osp.join(self.work_dir, '*.pth')))
+                        if checkpoint_is_complete(path)]
+            raise CorruptCheckpointError(
+                f'--resume {self._load_from}: the file is '
+                f'{"truncated or corrupt" if osp.isfile(self._load_from) else "missing"}; '
+                + (f'complete checkpoints of {self.work_dir}: {", ".join(complete)} '
+                   '(--resume without a path takes the newest)' if complete else
+                   f'{self.work_dir} holds no complete checkpoint'))
+        super().load_or_resume()
+
+    def load_checkpoint(self, filename: str, map_location: Union[str, object] = 'cpu',
+                        strict: bool = False,
+                        revise_keys: Sequence[Tuple[str, str]] = ((r'^module.', ''), )
+                        ) -> dict:
+        """MMEngine's ``load_checkpoint``; while evaluating, every weight of the model must
+        come from the checkpoint (else :class:`IncompleteWeightsError`)."""
+        if not self._evaluating:
+            return super().load_checkpoint(filename, map_location, strict, list(revise_keys))
+        checkpoint = _load_checkpoint(filename, map_location=map_location)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        state_dict = checkpoint.get('state_dict', checkpoint)
+        revised = OrderedDict()
+        for key, value in state_dict.items():
+            for pattern, replacement in revise_keys:
+                key = re.sub(pattern, replacement, key)
+            revised[key] = value
+        revised._metadata = getattr(state_dict, '_metadata', OrderedDict())
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        unexpected = load_state_dict_completely(model, revised, filename)
+        if unexpected:
+            self.logger.info(f'{filename}: ignored {len(unexpected)} keys the model does not '
+                             f'have (e.g. {unexpected[:3]})')
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
+
+    def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs) -> None:
+        """MMEngine's ``save_checkpoint``, written to a temporary file in ``out_dir`` and
+        renamed when complete (local folders; other backends as MMEngine writes them)."""
+        backend = get_file_backend(out_dir, backend_args=kwargs.get('backend_args'))
+        if not is_main_process() or not isinstance(backend, LocalBackend):
+            return super().save_checkpoint(out_dir, filename, *args, **kwargs)
+        temporary = osp.join(out_dir, CHECKPOINT_TEMPORARY)
+        remove_stale_temporaries(temporary)
+        name = f'{temporary_prefix(temporary)}{secrets.token_hex(4)}.tmp'
+        try:
+            super().save_checkpoint(out_dir, name, *args, **kwargs)
+            replace_durably(osp.join(out_dir, name), osp.join(out_dir, filename))
+        except BaseException:
+            if osp.isfile(osp.join(out_dir, name)):
+                os.unlink(osp.join(out_dir, name))
+            raise
+
+    def test(self) -> dict:
+        self._evaluating = True
+        try:
+            return super().test()
+        finally:
+            self._evaluating = False
+
+    def val(self) -> dict:
+        self._evaluating = True
+        try:
+            return super().val()
+        finally:
+            self._evaluating = False
 
 
 def build_runner(cfg: Config, quiet: bool = False) -> Runner:

@@ -1,3 +1,4 @@
+from .checkpoint_hook import DurableCheckpointHook
 from .vilref_hooks import MemoryQueueHook, MomentumUpdateHook
 
-__all__ = ['MomentumUpdateHook', 'MemoryQueueHook']
+__all__ = ['DurableCheckpointHook', 'MomentumUpdateHook', 'MemoryQueueHook']
