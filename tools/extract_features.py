@@ -39,8 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--device', default='cpu', help="e.g. 'cpu' or 'cuda:0'")
     parser.add_argument('--no-progress', action='store_true', help='hide the progress bar')
     parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='the checkpoint was written by your own training: read it with '
-                        'weights_only=False (never for files from elsewhere)')
+                        help='unpickle the checkpoint in full if it needs Python objects '
+                        'besides tensors (only for files whose origin you know; '
+                        'docs/security.md)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
     args = parser.parse_args(argv)

@@ -16,7 +16,7 @@ Examples::
     python tools/zero_shot.py CONFIG CKPT photo.jpg --texts 视盘水肿 正常眼底
     # a checkpoint your own training wrote (e.g. the demo's)
     python tools/zero_shot.py work_dirs/demo/pretrain/*.py \
-        $(cat work_dirs/demo/pretrain/last_checkpoint) photo.jpg --trust-checkpoint
+        $(cat work_dirs/demo/pretrain/last_checkpoint) photo.jpg
 """
 import argparse
 import sys
@@ -49,8 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--device', default='cpu', help="e.g. 'cpu' or 'cuda:0'")
     parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='the checkpoint was written by your own training: read it with '
-                        'weights_only=False (never for files from elsewhere)')
+                        help='unpickle the checkpoint in full if it needs Python objects '
+                        'besides tensors (only for files whose origin you know; '
+                        'docs/security.md)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
     args = parser.parse_args(argv)

@@ -109,8 +109,9 @@ def vilref_files(tmp_path_factory):
     torch.save({'state_dict': {k: v for k, v in state.items()
                                if not k.startswith('image_encoder.')}}, files['no_image'])
     rn = init_model(str(TINY_VILREF), cfg_options={'model.image_encoder': dict(
-        _delete_=True, type='ViLReFModifiedResNet', stage_blocks=(1, 1, 1, 1), base_channels=8, num_heads=2,
-        output_dim=16, img_size=32), 'model.image_projection': False}).state_dict()
+        _delete_=True, type='ViLReFModifiedResNet', stage_blocks=(1, 1, 1, 1),
+        base_channels=8, num_heads=2, output_dim=16, img_size=32),
+        'model.image_projection': False}).state_dict()
     torch.save({'state_dict': rn}, files['rn'])
     torch.save({'state_dict': {}}, files['empty'])
     return files
