@@ -11,12 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import CheckpointHook
-from PIL import Image
 
 from vilref_mm.engine import build_runner
 from vilref_mm.engine.hooks import DurableCheckpointHook
@@ -26,18 +24,6 @@ from vilref_mm.utils.checkpoint import checkpoint_is_complete
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / 'tests' / 'data' / 'configs' / 'tiny_classifier.py'
 KILLS = 6
-
-
-@pytest.fixture(scope='module')
-def folder_dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp('folder_dataset')
-    rng = np.random.default_rng(0)
-    for label in ('dark', 'bright'):
-        (root / label).mkdir()
-        for index in range(4):
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
-                root / label / f'{index}.png')
-    return root
 
 
 def train_command(work_dir: Path, data_root: Path, max_iters: int) -> list:

@@ -1,6 +1,7 @@
 """Fault injection for checkpoints: pickle payloads, corrupt and truncated files, and weights
 that do not fit, through every entry point that reads a checkpoint (docs/security.md)."""
 import importlib.util
+import itertools
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ CLASSIFIER = REPO / 'tests' / 'data' / 'configs' / 'tiny_classifier.py'
 TINY_VILREF = REPO / 'tests' / 'data' / 'configs' / 'tiny_vilref.py'
 UNTRUSTED = 'needs Python objects besides tensors to be read'
 CORRUPT = 'truncated, corrupt'
+RUN_NUMBERS = itertools.count()
 
 
 class Payload:
@@ -51,19 +53,6 @@ def run_test_tool(monkeypatch, *args) -> int:
 
 
 @pytest.fixture(scope='module')
-def folder_dataset(tmp_path_factory) -> Path:
-    """Two classes of four 32 px images."""
-    root = tmp_path_factory.mktemp('folder_dataset')
-    rng = np.random.default_rng(0)
-    for label, base in (('dark', 40), ('bright', 200)):
-        (root / label).mkdir()
-        for index in range(4):
-            pixels = np.clip(base + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(root / label / f'{index}.png')
-    return root
-
-
-@pytest.fixture(scope='module')
 def trained(tmp_path_factory, folder_dataset) -> Path:
     """The work dir of a 2-iteration tiny classifier training (tools/train.py)."""
     work_dir = tmp_path_factory.mktemp('trained')
@@ -79,7 +68,10 @@ def trained(tmp_path_factory, folder_dataset) -> Path:
 
 
 def classifier_data(root: Path) -> list:
-    return [f'{split}_dataloader.dataset.data_root={root}' for split in ('train', 'val', 'test')]
+    """--cfg-options of the tiny classifier: the data, and an experiment name of its own (the
+    runners of one second would share one logger)."""
+    return [f'{split}_dataloader.dataset.data_root={root}' for split in ('train', 'val', 'test')
+            ] + [f'experiment_name=run_{next(RUN_NUMBERS)}']
 
 
 @pytest.fixture(scope='module')

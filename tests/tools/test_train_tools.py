@@ -6,27 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-from PIL import Image
 
 from vilref_mm.utils.checkpoint import load_checkpoint_file
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / 'tests' / 'data' / 'configs' / 'tiny_classifier.py'
-
-
-@pytest.fixture(scope='module')
-def folder_dataset(tmp_path_factory) -> Path:
-    """Two classes of 32 px images that differ in brightness."""
-    root = tmp_path_factory.mktemp('folder_dataset')
-    rng = np.random.default_rng(0)
-    for label, base in (('dark', 40), ('bright', 200)):
-        (root / label).mkdir()
-        for i in range(4):
-            pixels = np.clip(base + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(root / label / f'{i}.png')
-    return root
 
 
 def _env() -> dict:
