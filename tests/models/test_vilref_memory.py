@@ -67,9 +67,8 @@ def test_loss_uses_the_momentum_features_of_earlier_batches():
     first = batch(0)
     out = model.loss(first)
     assert model.memory_queue.fill == 0 and float(out['queue_fill']) == 0.0
-    with torch.no_grad():
-        expected_queue = (model._momentum_image_feat(first['images']),
-                          model._momentum_text_feat(first['text_ids']), first['labels'])
+    expected_queue = (*model.extract_momentum_feats(first['images'], first['text_ids']),
+                      first['labels'])
     model.enqueue_momentum_batch()
     assert model.memory_queue.fill == 4
 
@@ -91,8 +90,8 @@ def test_loss_uses_the_momentum_features_of_earlier_batches():
 def test_no_momentum_pass_while_the_queue_warms_up(monkeypatch):
     model = tiny_model(queue_size=8)
     model.encode_momentum_batch = False
-    monkeypatch.setattr(model, '_momentum_image_feat',
-                        lambda images: pytest.fail('momentum tower run during warm-up'))
+    monkeypatch.setattr(model, 'extract_momentum_feats',
+                        lambda *inputs: pytest.fail('momentum towers run during warm-up'))
     model.loss(batch(0))
     model.enqueue_momentum_batch()
     assert model.memory_queue.fill == 0
@@ -164,3 +163,14 @@ def test_predict_scores_every_class_with_the_prompts():
     out = model(batch(0)['images'], samples, mode='predict')
     scores = torch.stack([sample.pred_score for sample in out])
     assert scores.shape == (4, 2) and ((scores > 0) & (scores < 1)).all()
+
+
+def test_ddp_ignores_the_momentum_towers_and_the_queue():
+    """Every rank updates them itself; DDP must not broadcast them."""
+    model = tiny_model(queue_size=8)
+    ignored = set(model._ddp_params_and_buffers_to_ignore)
+    names = [name for name, _ in [*model.named_parameters(), *model.named_buffers()]]
+    expected = {name for name in names if name.startswith(('momentum_', 'memory_queue.'))}
+    assert ignored == expected and len(expected) > 10
+    assert 'memory_queue.image_feats' in ignored and 'momentum_text_projection' in ignored
+    assert not any(name.startswith(('image_encoder.', 'text_encoder.')) for name in ignored)

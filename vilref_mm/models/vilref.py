@@ -1,5 +1,6 @@
 """ViLReF: the CLIP-style dual encoder (image tower, Chinese BERT text tower)."""
 import copy
+import itertools
 import math
 import re
 from collections import OrderedDict
@@ -124,6 +125,12 @@ class ViLReF(BaseModel):
             self.register_buffer('momentum_text_projection', self.text_projection.detach().clone())
             self.memory_queue = MemoryQueue(queue_size, embed_dims, num_classes)
             self.register_load_state_dict_post_hook(self._complete_momentum_state)
+            # Every rank updates these itself (EMA, enqueue of gathered features): DDP must
+            # never broadcast them (the queue alone is 275 MB at K = 65,536).
+            self._ddp_params_and_buffers_to_ignore = [
+                name for name, _ in itertools.chain(self.named_parameters(),
+                                                    self.named_buffers())
+                if _MOMENTUM_STATE.search(name)]
 
     def _momentum_pairs(self, buffers: bool = False) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """(online, momentum) pairs of the towers' parameters and the projections, or, with
@@ -316,9 +323,8 @@ class ViLReF(BaseModel):
             losses['loss'] = self.loss_module(image_feats, text_feats, labels, scale)
         else:
             if self.encode_momentum_batch:
-                with torch.no_grad():
-                    self._momentum_batch = (self._momentum_image_feat(images),
-                                            self._momentum_text_feat(text_ids), labels.detach())
+                self._momentum_batch = (*self.extract_momentum_feats(images, text_ids),
+                                        labels.detach())
             losses['loss'] = self.loss_module(image_feats, text_feats, labels, scale,
                                               *self.memory_queue.filled())
             losses['queue_fill'] = self.memory_queue.num_filled / self.memory_queue.size
@@ -344,13 +350,30 @@ class ViLReF(BaseModel):
             log_vars = OrderedDict(zip(log_vars, values))
         return loss, log_vars
 
-    def _momentum_image_feat(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self._project_image(self.momentum_image_encoder,
-                                               self.momentum_image_projection, images), dim=-1)
+    @torch.no_grad()
+    def extract_momentum_feats(self, images: torch.Tensor,
+                               text_ids: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """L2-normalised (B, D) image and text features of the momentum towers, without
+        gradients (what the memory queue stores)."""
+        image_feats = self._project_image(self.momentum_image_encoder,
+                                          self.momentum_image_projection, images)
+        text_feats = self.momentum_text_encoder(text_ids) @ self.momentum_text_projection
+        return F.normalize(image_feats, dim=-1), F.normalize(text_feats, dim=-1)
 
-    def _momentum_text_feat(self, text_ids: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.momentum_text_encoder(text_ids) @ self.momentum_text_projection,
-                           dim=-1)
+    def compile_towers(self, **kwargs) -> None:
+        """Compile the image and text towers (and their momentum copies) in place with
+        ``torch.compile`` (``nn.Module.compile``: parameters, state dict keys and the
+        momentum update are unchanged). :class:`~vilref_mm.engine.ViLReFRunner` calls it for
+        the config's ``compile`` setting.
+
+        Args:
+            **kwargs: Options of :func:`torch.compile`.
+        """
+        for name in ('image_encoder', 'text_encoder', 'momentum_image_encoder',
+                     'momentum_text_encoder'):
+            tower = getattr(self, name, None)
+            if tower is not None:
+                tower.compile(**kwargs)
 
     @torch.no_grad()
     def enqueue_momentum_batch(self) -> None:

@@ -1,29 +1,31 @@
 """Distributed helpers for ViLReF's contrastive losses."""
 import torch
 import torch.distributed as dist
-from mmengine.dist import get_rank, get_world_size
+from mmengine.dist import get_world_size
 
 
 class _AllGatherWithGrad(torch.autograd.Function):
     """All-gather along dim 0 whose backward sums the gradients of all ranks.
 
-    (``torch.distributed.nn.functional.all_gather`` does the same but is
-    deprecated.)
+    Forward is one ``all_gather_into_tensor``; backward one ``reduce_scatter_tensor``, which
+    moves half the bytes of an all-reduce and returns only this rank's rows.
+    (``torch.distributed.nn.functional.all_gather`` is deprecated.)
     """
 
     @staticmethod
     def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.contiguous()
-        gathered = [torch.empty_like(tensor) for _ in range(get_world_size())]
-        dist.all_gather(gathered, tensor)
-        ctx.local_size = tensor.size(0)
-        return torch.cat(gathered)
+        gathered = tensor.new_empty((get_world_size() * tensor.size(0), *tensor.shape[1:]))
+        dist.all_gather_into_tensor(gathered, tensor)
+        return gathered
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
-        grad = grad_output.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(grad)
-        return grad.narrow(0, get_rank() * ctx.local_size, ctx.local_size)
+        grad_output = grad_output.contiguous()
+        grad = grad_output.new_empty((grad_output.size(0) // get_world_size(),
+                                      *grad_output.shape[1:]))
+        dist.reduce_scatter_tensor(grad, grad_output)
+        return grad
 
 
 def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
