@@ -6,7 +6,7 @@ import sys
 
 from mmengine.config import Config, DictAction
 
-from vilref_mm.engine import build_runner, disable_validation
+from vilref_mm.engine import build_runner, disable_validation, enable_amp
 from vilref_mm.utils.checkpoint import CheckpointError, trusted_checkpoints
 
 
@@ -24,7 +24,7 @@ def parse_args() -> argparse.Namespace:
         help='unpickle the checkpoint of --resume / load_from in full if it needs Python '
         'objects besides tensors (only for files whose origin you know; docs/security.md)')
     parser.add_argument('--amp', action='store_true',
-                        help='bf16 automatic mixed precision (needs CUDA)')
+                        help='bf16 autocast, without loss scaling (AutocastOptimWrapper)')
     parser.add_argument('--no-validate', action='store_true',
                         help='skip validation during training')
     parser.add_argument('--auto-scale-lr', action='store_true',
@@ -49,9 +49,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
 
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        enable_amp(cfg)
 
     if args.resume == 'auto':
         cfg.resume = True

@@ -121,6 +121,7 @@ class ViLReFRunner(Runner):
     - stops before training when the training set does not fill one batch;
     - runs distributed on machines without CUDA: the ``pytorch`` launcher gets a gloo process
       group, and the model is wrapped in DDP without ``device_ids``;
+    - compiles a ViLReF's towers for the config's ``compile`` setting (``compile_towers``);
     - is built quietly by ``build_runner(cfg, quiet=True)``.
 
     Every checkpoint it reads goes through the trust rule of :mod:`vilref_mm.utils.checkpoint`.
@@ -252,6 +253,17 @@ class ViLReFRunner(Runner):
             if osp.isfile(osp.join(out_dir, name)):
                 os.unlink(osp.join(out_dir, name))
             raise
+
+    def _maybe_compile(self, target: str) -> None:
+        """The config's ``compile`` setting: a model with ``compile_towers`` (ViLReF) compiles
+        its towers in place, momentum copies included, so the training step, its hooks and
+        the checkpoints stay as they are; other models compile ``target`` as MMEngine does."""
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        options = self.cfg.get('compile')
+        if not hasattr(model, 'compile_towers') or options in (None, False):
+            return super()._maybe_compile(target)
+        model.compile_towers(**({} if options is True else options))
+        self.logger.info('compiled the towers (torch.compile); the first iterations are slow')
 
     def test(self) -> dict:
         self._evaluating = True

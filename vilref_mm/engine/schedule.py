@@ -1,5 +1,5 @@
-"""Edits of a config's training schedule: fit it to another number of iterations, or train
-without the validation loop."""
+"""Edits of a config's training schedule: fit it to another number of iterations, train
+without the validation loop, or in bf16."""
 from typing import Dict
 
 from mmengine.config import Config
@@ -102,3 +102,12 @@ def scale_schedule(cfg: Config, max_iters: int) -> None:
 def disable_validation(cfg: Config) -> None:
     """Train without the validation loop (``tools/train.py --no-validate``), in place."""
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+
+
+def enable_amp(cfg: Config) -> None:
+    """Train with bf16 autocast (``tools/train.py --amp``), in place: the optimizer wrapper
+    becomes :class:`~vilref_mm.engine.optimizers.AutocastOptimWrapper` (no loss scaling,
+    no per-step device synchronisation), keeping the optimizer and its options."""
+    options = {key: value for key, value in cfg.optim_wrapper.items()
+               if key not in ('type', 'dtype', 'loss_scale')}
+    cfg.optim_wrapper = dict(options, type='AutocastOptimWrapper', dtype='bfloat16')

@@ -1,7 +1,7 @@
 # ViLReF pre-training schedule (method.md): AdamW, lr 3e-5 with 100 warm-up iterations and
 # cosine decay, 20 epochs; no weight decay on norms, biases, embeddings and logit_scale; the
 # momentum towers' EMA after every step and the memory queue filled from the first (both
-# hooks need a model with queue_size > 0). bf16 autocast with `tools/train.py --amp` (CUDA).
+# hooks need a model with queue_size > 0). bf16 autocast with `tools/train.py --amp`.
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=3e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.001),

@@ -1,4 +1,7 @@
-"""Optimizer wrapper constructors, registered in mmseg's ``OPTIM_WRAPPER_CONSTRUCTORS``."""
+"""Optimizer wrappers and their constructors: :class:`AutocastOptimWrapper` (MMEngine's
+``OPTIM_WRAPPERS``) and the layer-decay constructor (mmseg's
+``OPTIM_WRAPPER_CONSTRUCTORS``)."""
+from .autocast_optim_wrapper import AutocastOptimWrapper
 from .layer_decay import BackboneLayerDecayOptimWrapperConstructor
 
-__all__ = ['BackboneLayerDecayOptimWrapperConstructor']
+__all__ = ['AutocastOptimWrapper', 'BackboneLayerDecayOptimWrapperConstructor']
