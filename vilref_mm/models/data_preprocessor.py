@@ -51,6 +51,9 @@ class ViLReFDataPreprocessor(ClsDataPreprocessor):
             CLIP's.
         to_rgb (bool): Flip the channels of 3-channel images (mmcv loads
             BGR). Defaults to True.
+        non_blocking (bool): Copy to the device asynchronously (from the
+            dataloader's pinned memory, ``pin_memory=True``: the host does not
+            wait for the copy). Defaults to True.
         **kwargs: Other arguments of ``ClsDataPreprocessor``
             (``pad_size_divisor``, ``pad_value``, ``to_onehot``,
             ``num_classes``, ``batch_augments``).
@@ -65,8 +68,10 @@ class ViLReFDataPreprocessor(ClsDataPreprocessor):
                  mean: Sequence[Number] = CLIP_MEAN,
                  std: Sequence[Number] = CLIP_STD,
                  to_rgb: bool = True,
+                 non_blocking: bool = True,
                  **kwargs) -> None:
         super().__init__(mean=mean, std=std, to_rgb=to_rgb, **kwargs)
+        self._non_blocking = non_blocking
 
     def forward(self, data: dict, training: bool = False) -> dict:
         """Batch and normalise ``data`` (see the class docstring)."""
