@@ -1,4 +1,5 @@
 """Transforms of the image-report pipeline and the release's augmentation config."""
+import io
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ from mmpretrain.registry import TRANSFORMS
 from mmpretrain.structures import DataSample
 from vilref_mm.datasets import (LoadImageFromRecord, PackImageReportInputs, RecordError,
                                 TokenizeReport)
+from vilref_mm.datasets.synthetic import make_sample
 from vilref_mm.models.text import ChineseBertTokenizer
 
 ROOT = Path(__file__).parents[2]
@@ -136,3 +138,93 @@ def test_the_test_pipeline_resizes_to_224_with_pil_bicubic(pipelines, tmp_path):
     images = output['inputs']['images']
     assert images.shape == (3, 224, 224) and images.dtype == torch.uint8
     np.testing.assert_array_equal(images.permute(1, 2, 0).numpy()[..., ::-1], expected)
+
+
+@pytest.fixture(scope='module')
+def fundus_jpeg() -> bytes:
+    """A 1024 px synthetic fundus photograph as a quality-95 JPEG."""
+    image = make_sample(0, 'train', 0, size=1024).drawing.image
+    return cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+
+
+def encode(image: np.ndarray, format: str = 'JPEG', **params) -> bytes:
+    """``image`` (BGR or greyscale) encoded by PIL."""
+    out = io.BytesIO()
+    Image.fromarray(image[..., ::-1] if image.ndim == 3 else image).save(out, format, **params)
+    return out.getvalue()
+
+
+def bicubic(image: np.ndarray, size: int, box=(0., 0., 1., 1.)) -> np.ndarray:
+    """The relative ``box`` of ``image`` resized to ``size`` x ``size`` (PIL bicubic)."""
+    height, width = image.shape[:2]
+    box = (box[0] * width, box[1] * height, box[2] * width, box[3] * height)
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(
+        (size, size), Image.BICUBIC, box=box), dtype=np.int16)
+
+
+def test_reduced_decoding_keeps_the_minimum_side_and_stays_close_to_a_full_decode(
+        fundus_jpeg):
+    full = LoadImageFromRecord()({'img_bytes': fundus_jpeg})['img']
+    load = LoadImageFromRecord(decode_min_side=120)
+    reduced = load({'img_bytes': fundus_jpeg, 'image_id': '0'})
+    # 1024 // 120 = 8: the 1/8 scale, the smallest that keeps 120 px.
+    assert reduced['img'].shape == (128, 128, 3) and reduced['img'].dtype == np.uint8
+    assert reduced['img_shape'] == reduced['ori_shape'] == (128, 128)
+    assert 'decode_min_side=120' in repr(load)
+    # The documented bound (docs/data_preparation.md): after the resize to the model's size
+    # (here 108 = 0.9 x 120), on the whole image and on the smallest RandomResizedCrop crop
+    # (area 0.9: 90% of the width), the mean difference from a full decode is under 2/255.
+    for box in ((0., 0., 1., 1.), (0.05, 0., 0.95, 1.)):
+        difference = np.abs(bicubic(full, 108, box) - bicubic(reduced['img'], 108, box))
+        assert difference.mean() < 2.0 and np.percentile(difference, 99) < 16, box
+
+    # A scale that keeps both sides of a non-square image at least the minimum.
+    wide = cv2.resize(full, (1000, 700), interpolation=cv2.INTER_AREA)
+    image = load({'img_bytes': encode(wide)})['img']
+    assert image.shape == (175, 250, 3)  # 1/4: 700 // 120 = 5
+    assert min(image.shape[:2]) >= 120
+
+
+def test_reduced_decoding_leaves_small_and_non_jpeg_images_exact(fundus_jpeg):
+    full, reduced = LoadImageFromRecord(), LoadImageFromRecord(decode_min_side=120)
+    image = full({'img_bytes': fundus_jpeg})['img']
+    small = encode(cv2.resize(image, (239, 239)))  # shorter side < 2 x 120: nothing to gain
+    png = cv2.imencode('.png', image)[1].tobytes()
+    for data in (small, png):
+        np.testing.assert_array_equal(reduced({'img_bytes': data})['img'],
+                                      full({'img_bytes': data})['img'])
+    # A broken JPEG is decided by the full decode: here an error naming the record.
+    with pytest.raises(RecordError, match=r"m.jsonl:2: field 'image' cannot load"):
+        reduced({'img_bytes': fundus_jpeg[:200], 'record': 'm.jsonl:2'})
+
+
+def test_reduced_decoding_of_greyscale_and_rotated_jpegs(fundus_jpeg):
+    load = LoadImageFromRecord(decode_min_side=100)
+    grey = cv2.cvtColor(LoadImageFromRecord()({'img_bytes': fundus_jpeg})['img'],
+                        cv2.COLOR_BGR2GRAY)[:, :800]
+    image = load({'img_bytes': encode(grey)})['img']
+    assert image.shape == (128, 100, 3)  # colour, as color_type='color' reads greyscale
+    assert (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()
+    # EXIF orientation 6 (rotate 90 degrees clockwise): upright, as the full decode reads it.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = encode(np.dstack([grey] * 3), exif=exif.tobytes())
+    upright = LoadImageFromRecord()({'img_bytes': rotated})['img']
+    assert upright.shape == (800, 1024, 3)
+    reduced = load({'img_bytes': rotated})['img']
+    assert reduced.shape == (100, 128, 3)
+    assert np.abs(bicubic(upright, 64) - bicubic(reduced, 64)).mean() < 2.0
+
+
+def test_reduced_decoding_needs_colour_and_a_positive_size():
+    for kwargs in (dict(decode_min_side=0), dict(decode_min_side=224,
+                                                 color_type='grayscale')):
+        with pytest.raises(ValueError, match='decode_min_side must be a positive number'):
+            LoadImageFromRecord(**kwargs)
+
+
+def test_the_train_pipeline_decodes_large_jpegs_reduced_for_its_crop(pipelines):
+    load, crop = pipelines.train_pipeline[:2]
+    # The smallest crop side is 0.9 x the image's shorter side (area fraction >= 0.9).
+    assert load['decode_min_side'] * crop['crop_ratio_range'][0] >= crop['scale']
+    assert 'decode_min_side' not in pipelines.test_pipeline[0]  # evaluation decodes in full

@@ -1,5 +1,6 @@
 """Transforms of the image-report pipeline: load the image, tokenise the report, pack."""
 from .formatting import PackImageReportInputs, TokenizeReport
-from .loading import LoadImageFromRecord
+from .loading import LoadImageFromRecord, decode_jpeg_reduced
 
-__all__ = ['LoadImageFromRecord', 'TokenizeReport', 'PackImageReportInputs']
+__all__ = ['LoadImageFromRecord', 'decode_jpeg_reduced', 'TokenizeReport',
+           'PackImageReportInputs']
