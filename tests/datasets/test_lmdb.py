@@ -246,7 +246,8 @@ def test_write_takes_the_manifest_dataset(synthetic, tmp_path):
     with pytest.raises(TypeError, match='dataset must be an ImageReportDataset'):
         write_image_report_lmdb(dataset.data_list, tmp_path / 'out')
     summary = write_image_report_lmdb(dataset, tmp_path / 'out')
-    assert summary == dict(num_samples=NUM_IMAGES + 1, num_images=NUM_IMAGES, num_skipped=0)
+    assert summary == dict(num_samples=NUM_IMAGES + 1, num_images=NUM_IMAGES, num_resized=0,
+                           num_skipped=0)
     assert len(ImageReportLMDBDataset(str(tmp_path / 'out'))) == NUM_IMAGES + 1
 
 
@@ -272,7 +273,7 @@ def test_an_unreadable_image_is_read_and_quoted_once(synthetic, tmp_path, monkey
     monkeypatch.setattr(MMLogger.get_current_instance(), 'warning', warnings.append)
     dataset = ImageReportDataset(str(manifest), data_prefix=dict(img_path=str(synthetic)))
     summary = write_image_report_lmdb(dataset, tmp_path / 'out', skip_bad_records=True)
-    assert summary == dict(num_samples=1, num_images=1, num_skipped=3)
+    assert summary == dict(num_samples=1, num_images=1, num_resized=0, num_skipped=3)
     (message, ) = [warning for warning in warnings if 'skipped 3 bad records' in warning]
     assert message.count('cannot read') == 1
     assert f"{manifest}:3: field 'image' uses {synthetic}/images/none.png, which cannot be " \
@@ -285,7 +286,7 @@ def test_the_builder_explains_a_file_as_out_dir_and_lmdb_errors(synthetic, tmp_p
     out.write_text('not a folder')
     with pytest.raises(SystemExit, match=rf'error: {out} is a file, not a folder'):
         build_lmdb.main([str(synthetic / 'train.jsonl'), str(out)])
-    monkeypatch.setattr(image_report_lmdb, '_map_size', lambda infos: 1 << 13)
+    monkeypatch.setattr(image_report_lmdb, '_map_size', lambda infos, max_size: 1 << 13)
     with pytest.raises(SystemExit, match=rf'error: cannot write the LMDB {tmp_path}/new '
                        r'\(MapFullError: .*MDB_MAP_FULL'):
         build_lmdb.main([str(synthetic / 'train.jsonl'), str(tmp_path / 'new')])
@@ -327,3 +328,34 @@ def test_an_image_missing_at_read_time_is_reported_missing(tmp_path):
     assert str(info.value).startswith(
         f"{folder}/pairs #0: field 'image_id' the image '0' is missing from {folder}/imgs")
     assert 'rebuild the LMDB with tools/data/build_lmdb.py' in str(info.value)
+
+
+def test_the_builder_stores_large_images_presized(synthetic, tmp_path, capsys):
+    """--max-size: a large image re-encoded as a JPEG with its aspect, a small one as it is."""
+    wide = np.random.default_rng(0).integers(0, 256, (60, 160, 3), dtype=np.uint8)
+    Image.fromarray(wide).save(tmp_path / 'wide.png')
+    records = [json.loads(line) for line in
+               (synthetic / 'train.jsonl').read_text(encoding='utf-8').splitlines()[:2]]
+    records[1]['image'] = str(tmp_path / 'wide.png')
+    manifest = tmp_path / 'train.jsonl'
+    manifest.write_text(''.join(json.dumps(record, ensure_ascii=False) + '\n'
+                                for record in records), encoding='utf-8')
+    out = tmp_path / 'out'
+    build_lmdb.main([str(manifest), str(out), '--data-root', str(synthetic), '--max-size', '80'])
+    assert '2 images, 1 re-encoded to at most 80 px' in capsys.readouterr().out
+    dataset = ImageReportLMDBDataset(str(out), pipeline=LOAD)
+    small, large = (dataset._read_image(dataset.get_data_info(index)) for index in (0, 1))
+    assert small == (synthetic / records[0]['image']).read_bytes()  # 64 px: byte for byte
+    image = Image.open(io.BytesIO(large))
+    assert (image.format, image.size) == ('JPEG', (80, 30))
+    assert dataset[1]['img'].shape == (30, 80, 3)
+    # The LMDB's bytes go through the reduced decoding as a file's do.
+    reduced = ImageReportLMDBDataset(str(out), pipeline=[
+        dict(type='LoadImageFromRecord', decode_min_side=10)])
+    assert reduced[1]['img'].shape == (15, 40, 3)
+    np.testing.assert_array_equal(reduced[0]['img'], dataset[0]['img'])  # PNG: in full
+
+    with pytest.raises(SystemExit):
+        build_lmdb.main([str(manifest), str(tmp_path / 'bad'), '--max-size', '0'])
+    assert 'max_size must be a positive number of pixels' in capsys.readouterr().err
+    assert not (tmp_path / 'bad').exists()

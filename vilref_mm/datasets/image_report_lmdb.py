@@ -30,11 +30,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import lmdb
 from mmengine.logging import MMLogger
 from mmpretrain.registry import DATASETS
-from PIL import Image
 
 from vilref_mm.utils.fileio import fsync_folder, remove_stale_temporaries, temporary_prefix
 
 from .image_report import BaseImageReportDataset, ImageReportDataset
+from .presize import DEFAULT_QUALITY, read_image_file
 from .records import BadRecords, RecordError, check_text, label_vector
 
 #: Write transactions commit after this many puts (LMDB keeps a transaction's pages in memory).
@@ -209,10 +209,14 @@ def _count(txn: lmdb.Transaction, key: bytes, path: Path) -> int:
 
 def write_image_report_lmdb(dataset: ImageReportDataset, out_dir: Union[str, Path],
                             overwrite: bool = False,
-                            skip_bad_records: bool = False) -> Dict[str, int]:
+                            skip_bad_records: bool = False,
+                            max_size: Optional[int] = None,
+                            quality: int = DEFAULT_QUALITY) -> Dict[str, int]:
     """Write the pairs of a manifest in the release's LMDB layout (with labels and classes).
 
-    Each distinct image file is stored once, as url-safe base64 of its bytes (not re-encoded).
+    Each distinct image file is stored once, as url-safe base64 of its bytes: the file's own
+    bytes, or with ``max_size`` those of :func:`~vilref_mm.datasets.presize.presize_image`
+    (an image with a longer side above ``max_size`` re-encoded as a smaller JPEG).
     The folder is built next to ``out_dir`` (as ``.NAME.PID.RANDOM``) and moved into place
     when complete; the temporary folders of ``out_dir`` that a killed build left are removed
     first, with a warning that names them.
@@ -223,9 +227,13 @@ def write_image_report_lmdb(dataset: ImageReportDataset, out_dir: Union[str, Pat
         out_dir: The LMDB folder to write.
         overwrite: Replace an existing non-empty ``out_dir``.
         skip_bad_records: Skip records whose image is missing or unreadable instead of raising.
+        max_size: Store images with their longer side at most this many pixels (None: every
+            file as it is).
+        quality: JPEG quality of the re-encoded images.
 
     Returns:
-        ``num_samples``, ``num_images`` and ``num_skipped``.
+        ``num_samples``, ``num_images``, ``num_resized`` (images re-encoded) and
+        ``num_skipped``.
     """
     if not isinstance(dataset, ImageReportDataset):
         raise TypeError('write_image_report_lmdb: dataset must be an ImageReportDataset (the '
@@ -250,10 +258,11 @@ def write_image_report_lmdb(dataset: ImageReportDataset, out_dir: Union[str, Pat
     temp_dir.mkdir()
     pairs = images = None
     try:
-        map_size = _map_size(infos)
+        map_size = _map_size(infos, max_size)
         pairs = _Writer(temp_dir / 'pairs', map_size)
         images = _Writer(temp_dir / 'imgs', map_size)
         image_ids: Dict[str, int] = {}
+        num_resized = 0
         unreadable: Dict[str, RecordError] = {}  # image path -> the error of its first record
         for info in infos:
             path = info['img_path']
@@ -264,18 +273,20 @@ def write_image_report_lmdb(dataset: ImageReportDataset, out_dir: Union[str, Pat
             image_id = image_ids.get(path)
             if image_id is None:
                 try:
-                    encoded = _read_image_file(path, info['record'])
+                    encoded, resized = read_image_file(path, info['record'], max_size,
+                                                       quality)
                 except RecordError as error:
                     unreadable[path] = error
                     bad_records(error)
                     continue
                 image_id = image_ids[path] = len(image_ids)
+                num_resized += resized
                 images.put(str(image_id), base64.urlsafe_b64encode(encoded))
             pair = (image_id, pairs.count, info['text'], info['gt_score'].tolist())
             pairs.put(str(pairs.count), pickle.dumps(pair))
         bad_records.log_summary(pairs.count)
         summary = dict(num_samples=pairs.count, num_images=images.count,
-                       num_skipped=len(bad_records.errors))
+                       num_resized=num_resized, num_skipped=len(bad_records.errors))
         pairs.close({'num_samples': pairs.count,
                      'classes': json.dumps(list(dataset.metainfo['classes']))})
         images.close({'num_images': images.count})
@@ -319,24 +330,14 @@ class _Writer:
         self.env.close()
 
 
-def _map_size(infos: Sequence[dict]) -> int:
-    """An upper bound of the size of both environments: base64 images, pickled pairs, slack."""
-    image_bytes = sum(os.path.getsize(path) for path in {info['img_path'] for info in infos}
-                      if os.path.isfile(path))
+def _map_size(infos: Sequence[dict], max_size: Optional[int]) -> int:
+    """An upper bound of the size of both environments: base64 images, pickled pairs, slack.
+
+    A re-encoded image (``max_size``) takes less than its raw pixels, 3 bytes each.
+    """
+    shrunk_bytes = 0 if max_size is None else 3 * max_size**2
+    image_bytes = sum(max(os.path.getsize(path), shrunk_bytes)
+                      for path in {info['img_path'] for info in infos} if os.path.isfile(path))
     text_bytes = sum(len(info['text'].encode()) + 16 * len(info['gt_score']) for info in infos)
     return 2 * math.ceil(image_bytes * 4 / 3 + text_bytes) + 4096 * len(infos) + (64 << 20)
 
-
-def _read_image_file(path: str, record: str) -> bytes:
-    """The bytes of an image file, checked to be an image."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise RecordError(record, 'image', f'cannot read {path} ({error.strerror}); fix the '
-                          'path or drop the record') from error
-    try:
-        Image.open(io.BytesIO(data)).verify()
-    except Exception as error:  # PIL raises many types for a broken file
-        raise RecordError(record, 'image', f'{path} is not a readable image ({error}); replace '
-                          'the file or drop the record') from error
-    return data
