@@ -1,5 +1,6 @@
 """The runner vilref_mm's tools use (MMEngine's Runner with durable checkpoints, complete
 weights for evaluation, and distributed runs on CPU) and its quiet console."""
+import contextlib
 import glob
 import logging
 import os
@@ -265,19 +266,22 @@ class ViLReFRunner(Runner):
         model.compile_towers(**({} if options is True else options))
         self.logger.info('compiled the towers (torch.compile); the first iterations are slow')
 
-    def test(self) -> dict:
+    @contextlib.contextmanager
+    def _evaluating_loaded_weights(self) -> Iterator[None]:
+        """While evaluating, :meth:`load_checkpoint` requires every weight of the model."""
         self._evaluating = True
         try:
-            return super().test()
+            yield
         finally:
             self._evaluating = False
 
+    def test(self) -> dict:
+        with self._evaluating_loaded_weights():
+            return super().test()
+
     def val(self) -> dict:
-        self._evaluating = True
-        try:
+        with self._evaluating_loaded_weights():
             return super().val()
-        finally:
-            self._evaluating = False
 
 
 def build_runner(cfg: Config, quiet: bool = False) -> Runner:
