@@ -9,7 +9,8 @@ the two hooks run them. Variants, interleaved step by step:
 - ``clip``: the same towers with ``queue_size=0`` and ``gamma=0`` (plain CLIP InfoNCE);
 - ``cn_clip`` (``--reference``): Chinese-CLIP's own model (``cn_clip``) of the same
   architecture, holding the same weights (ours are converted from it with the project's
-  converter), with Chinese-CLIP's plain CLIP loss and the same optimizer.
+  converter), with Chinese-CLIP's plain CLIP loss and torch's AdamW with the config's
+  hyper-parameters, as Chinese-CLIP trains.
 
 Prints the median step time, pairs/s, peak memory and, for ``vilref``, a per-part breakdown
 (separate steps with a synchronisation between parts); ratios against the reference,
@@ -309,9 +310,11 @@ def main(argv=None) -> int:
     steps = {name: (lambda m=model, w=wrappers[name]: vilref_step(m, w, batch))
              for name, model in models.items()}
     if reference is not None:
-        optimizer_cfg = dict(cfg.optim_wrapper.optimizer)
-        optimizer_type = getattr(torch.optim, optimizer_cfg.pop('type'))
-        optimizer = optimizer_type(reference.parameters(), **optimizer_cfg)
+        # Chinese-CLIP's optimizer: torch's AdamW with the config's hyper-parameters and
+        # torch's default implementation (no fused / foreach choice of ours).
+        optimizer_cfg = {key: value for key, value in cfg.optim_wrapper.optimizer.items()
+                         if key not in ('type', 'fused', 'foreach')}
+        optimizer = torch.optim.AdamW(reference.parameters(), **optimizer_cfg)
         preprocessor = models['vilref'].data_preprocessor
         mean = preprocessor.mean.to(device).view(1, 3, 1, 1)
         std = preprocessor.std.to(device).view(1, 3, 1, 1)
