@@ -227,7 +227,8 @@ def build_reference(model, device: torch.device, compile_towers: bool):
 def reference_step(reference, optimizer, batch: dict, mean: torch.Tensor, std: torch.Tensor,
                    dtype: Optional[torch.dtype]) -> None:
     """One Chinese-CLIP training step: its forward (normalised features and the scale), its
-    plain CLIP loss (cross-entropy both ways, averaged), backward, AdamW, the scale clamp."""
+    plain CLIP loss (``get_loss``'s arithmetic, written out because ``get_loss`` moves its
+    targets with ``.cuda()``), backward, AdamW, the scale clamp."""
     device = mean.device
     images = (batch['inputs']['images'].to(device).flip(1).float() - mean) / std
     texts = batch['inputs']['text_ids'].to(device)

@@ -4,7 +4,8 @@
 # hooks need a model with queue_size > 0). bf16 autocast with `tools/train.py --amp`.
 optim_wrapper = dict(
     type='OptimWrapper',
-    # fused: one kernel for all parameters (5x faster than the foreach step on CPU; CUDA too).
+    # fused: one kernel for all parameters (5x faster than the foreach step on CPU, measured
+    # in docs/benchmark.md; not yet measured on a GPU).
     optimizer=dict(type='AdamW', lr=3e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.001,
                    fused=True),
     paramwise_cfg=dict(

@@ -33,8 +33,8 @@ class DurableCheckpointHook(CheckpointHook):
         newest = max(self.keep_ckpt_ids)
         for entry in sorted(self.file_backend.list_dir_or_file(self.out_dir, list_dir=False)):
             match = name.match(entry)
-            if match and int(match.group(1)) < newest and int(match.group(1)) not in \
-                    self.keep_ckpt_ids:
+            step = int(match.group(1)) if match else newest
+            if step < newest and step not in self.keep_ckpt_ids:
                 self._remove(runner, entry, 'left by a save that was interrupted')
 
     def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
