@@ -1,5 +1,6 @@
 """The runner vilref_mm's tools use (MMEngine's Runner with durable checkpoints, complete
 weights for evaluation, and distributed runs on CPU) and its quiet console."""
+import atexit
 import contextlib
 import glob
 import logging
@@ -107,6 +108,17 @@ def find_resume_checkpoint(work_dir: str) -> Tuple[Optional[str], str]:
     return None, f'{reason}, and {work_dir} holds no complete checkpoint'
 
 
+def _destroy_process_group() -> None:
+    """Tear the default process group down while the interpreter is still whole.
+
+    Left to interpreter shutdown, gloo's worker threads can be destroyed while joinable,
+    which aborts the process ("terminate called without an active exception") after a
+    successful run.
+    """
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 @RUNNERS.register_module()
 class ViLReFRunner(Runner):
     """MMEngine :class:`~mmengine.runner.Runner` that
@@ -121,7 +133,8 @@ class ViLReFRunner(Runner):
       model (:func:`~vilref_mm.utils.checkpoint.load_state_dict_completely`);
     - stops before training when the training set does not fill one batch;
     - runs distributed on machines without CUDA: the ``pytorch`` launcher gets a gloo process
-      group, and the model is wrapped in DDP without ``device_ids``;
+      group, and the model is wrapped in DDP without ``device_ids``; the process group is
+      destroyed at exit;
     - compiles a ViLReF's towers for the config's ``compile`` setting (``compile_towers``);
     - is built quietly by ``build_runner(cfg, quiet=True)``.
 
@@ -153,6 +166,9 @@ class ViLReFRunner(Runner):
             kwargs = {} if timeout is None else dict(timeout=timedelta(seconds=timeout))
             dist.init_process_group(backend='gloo', **kwargs)
         super().setup_env(env_cfg)
+        if is_distributed():
+            atexit.unregister(_destroy_process_group)  # once, however many runners
+            atexit.register(_destroy_process_group)
 
     def wrap_model(self, model_wrapper_cfg: Optional[Dict],
                    model: nn.Module) -> nn.Module:
