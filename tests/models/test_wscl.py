@@ -143,7 +143,7 @@ def test_gamma_zero_is_clip_infonce(with_queue):
     loss = loss_fn(image_feats, text_feats, labels, scale,
                    *(queue if with_queue else ()))
     torch.testing.assert_close(loss, expected, rtol=1e-12, atol=0)
-    assert float(loss_fn.last_eliminated_share) == 0.0
+    assert float(loss_fn.log_vars['eliminated']) == 0.0
 
 
 def test_eliminated_queue_entries_have_no_effect():
@@ -179,7 +179,7 @@ def test_identical_labels_give_zero_loss_and_zero_grads(gamma, hard):
     assert float(loss.detach()) == 0.0
     for grad in grads:
         assert torch.equal(grad, torch.zeros_like(grad))
-    assert float(loss_fn.last_eliminated_share) == 1.0
+    assert float(loss_fn.log_vars['eliminated']) == 1.0
 
 
 def test_unlabelled_samples_are_ordinary_negatives():
@@ -190,7 +190,7 @@ def test_unlabelled_samples_are_ordinary_negatives():
     clip_loss = WeightedSimilarityCouplingLoss(gamma=0.0)(
         image_feats, text_feats, labels, scale, *queue)
     torch.testing.assert_close(loss, clip_loss, rtol=1e-12, atol=0)
-    assert float(loss_fn.last_eliminated_share) == 0.0
+    assert float(loss_fn.log_vars['eliminated']) == 0.0
 
 
 @pytest.mark.parametrize('gamma,hard,share', [(1.0, False, 4 / 30),
@@ -201,10 +201,10 @@ def test_eliminated_share(gamma, hard, share):
     inputs = make_inputs(labels, [[1, 0]] * 3)  # the queue is not counted
     loss_fn = WeightedSimilarityCouplingLoss(gamma=gamma, hard=hard)
     loss_fn(*inputs[:4], *inputs[4])
-    assert isinstance(loss_fn.last_eliminated_share, torch.Tensor)
-    assert not loss_fn.last_eliminated_share.requires_grad
+    assert isinstance(loss_fn.log_vars['eliminated'], torch.Tensor)
+    assert not loss_fn.log_vars['eliminated'].requires_grad
     assert math.isclose(
-        float(loss_fn.last_eliminated_share), share, rel_tol=1e-6)
+        float(loss_fn.log_vars['eliminated']), share, rel_tol=1e-6)
 
 
 def test_bf16_autocast_computes_in_float32():

@@ -1,3 +1,5 @@
+from .distillation import MomentumDistillationLoss
+from .soft_targets import LabelSoftTargetLoss
 from .wscl import WeightedSimilarityCouplingLoss
 
-__all__ = ['WeightedSimilarityCouplingLoss']
+__all__ = ['WeightedSimilarityCouplingLoss', 'LabelSoftTargetLoss', 'MomentumDistillationLoss']
