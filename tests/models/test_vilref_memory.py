@@ -174,3 +174,88 @@ def test_ddp_ignores_the_momentum_towers_and_the_queue():
     assert ignored == expected and len(expected) > 10
     assert 'memory_queue.image_feats' in ignored and 'momentum_text_projection' in ignored
     assert not any(name.startswith(('image_encoder.', 'text_encoder.')) for name in ignored)
+
+
+@pytest.mark.parametrize('momentum_eval', [False, True])
+def test_momentum_eval_encodes_without_dropout_and_flip(momentum_eval):
+    torch.manual_seed(0)
+    model = MODELS.build({
+        **TINY_MODEL, 'queue_size': 8, 'momentum_eval': momentum_eval,
+        'image_encoder': {**TINY_MODEL['image_encoder'], 'mask_ratio': 0.5,
+                          'drop_path_rate': 0.2},
+        'text_encoder': dict(type='ChineseBertEncoder', bert_cfg={
+            **TINY_BERT, 'hidden_dropout_prob': 0.3, 'attention_probs_dropout_prob': 0.3})})
+    model.init_weights()
+    data = batch(0)
+    model.eval()
+    evaluated = model.extract_momentum_feats(data['images'], data['text_ids'])
+    model.train()
+    first, second = (model.extract_momentum_feats(data['images'], data['text_ids'])
+                     for _ in range(2))
+    # The online towers train either way: dropout and FLIP make two passes differ.
+    assert model.image_encoder.training and model.text_encoder.training
+    assert not torch.allclose(model.extract_image_feat(data['images']),
+                              model.extract_image_feat(data['images']))
+    assert not torch.allclose(model.extract_text_feat(data['text_ids']),
+                              model.extract_text_feat(data['text_ids']))
+    assert model.momentum_image_encoder.training is not momentum_eval
+    assert model.momentum_text_encoder.training is not momentum_eval
+    for index in range(2):  # image, then text features
+        if momentum_eval:
+            assert torch.equal(first[index], second[index])
+            torch.testing.assert_close(first[index], evaluated[index], rtol=0, atol=0)
+        else:
+            assert not torch.allclose(first[index], second[index])
+    if momentum_eval:  # the features the queue receives
+        model.loss(data)
+        for queued, expected in zip(model._momentum_batch, evaluated):
+            assert torch.equal(queued, expected)
+
+
+def test_loss_passes_momentum_feats_to_a_loss_that_needs_them():
+    torch.manual_seed(0)
+    model = MODELS.build({**TINY_MODEL, 'queue_size': 8, 'loss': dict(
+        type='MomentumDistillationLoss', ramp_iters=0, alpha=0.4, gamma=1.0)})
+    model.init_weights()
+    model.loss(batch(0))
+    model.enqueue_momentum_batch()
+    model.momentum_update(0.5)
+    with torch.no_grad():
+        for param in model.momentum_text_encoder.parameters():
+            param.add_(0.01 * torch.randn_like(param))
+    # During the queue's warm-up the loss still gets the momentum features; nothing is
+    # enqueued.
+    model.encode_momentum_batch = False
+    data = batch(1)
+    out = model.loss(data)
+    momentum_image_feats, momentum_text_feats = model.extract_momentum_feats(
+        data['images'], data['text_ids'])
+    args = (model.extract_image_feat(data['images']), model.extract_text_feat(data['text_ids']),
+            data['labels'], model.logit_scale.exp(), *model.memory_queue.filled())
+    expected = model.loss_module(*args, momentum_image_feats=momentum_image_feats,
+                                 momentum_text_feats=momentum_text_feats)
+    torch.testing.assert_close(out['loss'], expected, rtol=1e-6, atol=0)
+    other_teacher = model.loss_module(*args, momentum_image_feats=momentum_text_feats,
+                                      momentum_text_feats=momentum_image_feats)
+    assert not torch.allclose(out['loss'], other_teacher)
+    assert float(out['distill_alpha']) == pytest.approx(0.4)
+    model.enqueue_momentum_batch()
+    assert model.memory_queue.fill == 4
+
+
+def test_a_loss_needing_momentum_feats_needs_a_queue():
+    with pytest.raises(ValueError, match='queue_size > 0'):
+        MODELS.build({**TINY_MODEL, 'loss': dict(type='MomentumDistillationLoss',
+                                                 ramp_iters=10)})
+
+
+def test_the_loss_modules_logged_values_join_the_losses():
+    model = tiny_model(queue_size=8)
+    out = model.loss(batch(0))
+    assert set(out) == {'loss', 'queue_fill', 'logit_scale', 'i2t', 't2i', 'eliminated',
+                        'eliminated_queue', 'mean_weight'}
+    assert all(isinstance(value, torch.Tensor) for value in out.values())
+    torch.testing.assert_close((out['i2t'] + out['t2i']) / 2, out['loss'].detach())
+    loss, log_vars = model.parse_losses(out)
+    assert torch.equal(loss, out['loss'])  # the logged values are not added to the loss
+    assert set(log_vars) == set(out)

@@ -1,4 +1,5 @@
-"""The distributed contract of WSCL: W ranks of batch B equal 1 rank of W*B."""
+"""The distributed contract of the contrastive losses: W ranks of batch B equal 1 rank of
+W*B, in loss, gradients and logged values."""
 import importlib.util
 import os
 import socket
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmengine.logging import MessageHub
 
 WORKER = Path(__file__).with_name('_wscl_dist_worker.py')
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +22,9 @@ def load_worker():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+worker = load_worker()
 
 
 def free_port() -> int:
@@ -65,11 +70,15 @@ def distributed_results(tmp_path_factory):
 
 
 @pytest.mark.parametrize('with_queue', [False, True])
-def test_two_ranks_match_one_process(distributed_results, with_queue):
-    distributed = distributed_results[with_queue]
-    worker = load_worker()
-    model, images, texts, labels, queue = worker.make_problem(with_queue)
-    loss, grads = worker.loss_and_grads(model, images, texts, labels, queue)
+@pytest.mark.parametrize('name', list(worker.LOSSES))
+def test_two_ranks_match_one_process(distributed_results, monkeypatch, name, with_queue):
+    distributed = distributed_results[name, with_queue]
+    # The iteration that the worker sets goes to a message hub of this test alone.
+    hub = MessageHub('loss_contract')
+    monkeypatch.setattr(MessageHub, 'get_current_instance', classmethod(lambda cls: hub))
+    model, momentum_model, images, texts, labels, queue = worker.make_problem(with_queue)
+    loss, grads, log_vars = worker.loss_and_grads(worker.LOSSES[name], model, momentum_model,
+                                                  images, texts, labels, queue)
 
     # Each rank covers different anchors, so the ranks' losses differ.
     assert not torch.allclose(distributed['losses'][0],
@@ -77,11 +86,19 @@ def test_two_ranks_match_one_process(distributed_results, with_queue):
     torch.testing.assert_close(
         distributed['losses'].mean(), loss, rtol=1e-5, atol=0)
     assert distributed['grads'].keys() == grads.keys()
-    for name, grad in grads.items():
-        assert grad.abs().max() > 0, name
+    for param, grad in grads.items():
+        assert grad.abs().max() > 0, param
         torch.testing.assert_close(
-            distributed['grads'][name],
+            distributed['grads'][param],
             grad,
             rtol=1e-5,
             atol=1e-5 * float(grad.abs().max()),
-            msg=lambda text, name=name: f'{name}: {text}')
+            msg=lambda text, param=param: f'{param}: {text}')
+    # The logged values averaged over the ranks (ViLReF.parse_losses) are the global
+    # batch's.
+    assert distributed['log_vars'].keys() == log_vars.keys()
+    assert ('eliminated_queue' in log_vars) == with_queue
+    for key, value in log_vars.items():
+        torch.testing.assert_close(distributed['log_vars'][key].mean(), value.float(),
+                                   rtol=1e-5, atol=1e-7,
+                                   msg=lambda text, key=key: f'{key}: {text}')

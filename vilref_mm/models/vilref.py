@@ -54,11 +54,18 @@ class ViLReF(BaseModel):
             applies to strings. Defaults to ``ChineseBertTokenizer`` with
             context length 52 (prompts).
         loss (dict): Config of the contrastive loss, called as
-            ``loss(image_feats, text_feats, labels, scale)``. Defaults to WSCL
-            with ``gamma=1``.
+            ``loss(image_feats, text_feats, labels, scale)`` plus the filled
+            queue with a queue, plus ``momentum_image_feats`` and
+            ``momentum_text_feats`` (the batch's momentum features) for a loss
+            whose ``needs_momentum_feats`` is True; its ``log_vars`` (if any)
+            join the logged values. Defaults to WSCL with ``gamma=1``.
         queue_size (int): Entries K of the memory queue of momentum features
             (batch expansion, ``docs/method.md``); a multiple of the global
             batch. 0 trains without momentum encoders and queue. Defaults to 0.
+        momentum_eval (bool): Whether the momentum towers encode in eval mode
+            (no dropout, no FLIP patch dropout, BatchNorm with its running
+            statistics) while the model trains; no effect without momentum
+            towers. Defaults to False (they follow the model's mode).
         num_classes (int): Length C of the label vectors the queue stores.
             Defaults to 25 (the default label set).
         zero_shot (dict, optional): Arguments of
@@ -83,6 +90,7 @@ class ViLReF(BaseModel):
                  tokenizer: dict = dict(type='ChineseBertTokenizer', context_length=52),
                  loss: dict = dict(type='WeightedSimilarityCouplingLoss', gamma=1.0),
                  queue_size: int = 0,
+                 momentum_eval: bool = False,
                  num_classes: int = 25,
                  zero_shot: Optional[dict] = None,
                  init_logit_scale: float = math.log(1 / 0.07),
@@ -108,10 +116,15 @@ class ViLReF(BaseModel):
         self.max_logit_scale = max_logit_scale
         self.tokenizer = TOKENIZER.build(tokenizer)
         self.loss_module = MODELS.build(loss)
+        if getattr(self.loss_module, 'needs_momentum_feats', False) and queue_size <= 0:
+            raise ValueError(f'ViLReF: the loss {type(self.loss_module).__name__} needs the '
+                             'momentum towers; set model.queue_size > 0 and add '
+                             'MomentumUpdateHook and MemoryQueueHook to custom_hooks')
         self.zero_shot = ZeroShotClassifier(**zero_shot) if zero_shot else None
 
         # Batch expansion: momentum (EMA) copies of both towers feed a memory queue.
         self.memory_queue = None
+        self.momentum_eval = momentum_eval
         #: Whether :meth:`loss` encodes the batch with the momentum towers for the queue
         #: (:class:`MemoryQueueHook` turns it off during the queue's warm-up).
         self.encode_momentum_batch = True
@@ -131,6 +144,16 @@ class ViLReF(BaseModel):
                 name for name, _ in itertools.chain(self.named_parameters(),
                                                     self.named_buffers())
                 if _MOMENTUM_STATE.search(name)]
+            self.train(self.training)
+
+    def train(self, mode: bool = True) -> 'ViLReF':
+        """As :meth:`torch.nn.Module.train`; with ``momentum_eval`` the momentum towers stay
+        in eval mode."""
+        super().train(mode)
+        if self.momentum_eval and self.memory_queue is not None:
+            self.momentum_image_encoder.eval()
+            self.momentum_text_encoder.eval()
+        return self
 
     def _momentum_pairs(self, buffers: bool = False) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """(online, momentum) pairs of the towers' parameters and the projections, or, with
@@ -279,15 +302,15 @@ class ViLReF(BaseModel):
     def loss(self,
              inputs: Dict[str, torch.Tensor],
              data_samples: Optional[List] = None) -> Dict[str, torch.Tensor]:
-        """The WSCL loss of a batch of image-text pairs, against the memory queue if any.
+        """The contrastive loss of a batch of image-text pairs, against the memory queue if any.
 
         ``logit_scale`` is first clamped to [0, ``max_logit_scale``] in place, so every loss
         uses a clamped value (CLIP clamps right after each optimizer step; here it happens at
         the next forward pass, which also works under DDP, whose ``train_step`` bypasses the
         model's; only the last step's update can leave it above the bound). With a queue, the
         momentum towers also encode the batch (no gradient; unless
-        ``encode_momentum_batch`` is off); :class:`MemoryQueueHook` enqueues those features
-        after the step.
+        ``encode_momentum_batch`` is off and the loss does not need them);
+        :class:`MemoryQueueHook` enqueues those features after the step.
 
         Args:
             inputs (dict): ``images`` (B, 3, H, W), ``text_ids`` (B, L) and
@@ -297,8 +320,10 @@ class ViLReF(BaseModel):
 
         Returns:
             dict: ``loss`` and, for logging, ``logit_scale`` (``exp(logit_scale)``), the
-            share of in-batch pairs eliminated as false negatives (``eliminated``) and the
-            queue's fill ratio (``queue_fill``).
+            queue's fill ratio (``queue_fill``) and the loss module's ``log_vars`` (for the
+            WSCL family: the two directions' losses ``i2t`` and ``t2i``, the shares of
+            in-batch and queue pairs eliminated as false negatives ``eliminated`` and
+            ``eliminated_queue``, the mean pair weight ``mean_weight``), all tensors.
         """
         missing = {'images', 'text_ids'} - set(inputs)
         if missing:
@@ -322,16 +347,22 @@ class ViLReF(BaseModel):
         if self.memory_queue is None:
             losses['loss'] = self.loss_module(image_feats, text_feats, labels, scale)
         else:
-            if self.encode_momentum_batch:
-                self._momentum_batch = (*self.extract_momentum_feats(images, text_ids),
-                                        labels.detach())
+            needs_momentum_feats = getattr(self.loss_module, 'needs_momentum_feats', False)
+            momentum_feats = {}
+            if self.encode_momentum_batch or needs_momentum_feats:
+                momentum_image_feats, momentum_text_feats = self.extract_momentum_feats(
+                    images, text_ids)
+                if self.encode_momentum_batch:
+                    self._momentum_batch = (momentum_image_feats, momentum_text_feats,
+                                            labels.detach())
+                if needs_momentum_feats:
+                    momentum_feats = dict(momentum_image_feats=momentum_image_feats,
+                                          momentum_text_feats=momentum_text_feats)
             losses['loss'] = self.loss_module(image_feats, text_feats, labels, scale,
-                                              *self.memory_queue.filled())
+                                              *self.memory_queue.filled(), **momentum_feats)
             losses['queue_fill'] = self.memory_queue.num_filled / self.memory_queue.size
         losses['logit_scale'] = scale.detach()
-        eliminated = getattr(self.loss_module, 'last_eliminated_share', None)
-        if eliminated is not None:
-            losses['eliminated'] = eliminated
+        losses.update(getattr(self.loss_module, 'log_vars', {}))
         return losses
 
     def parse_losses(self, losses: Dict[str, torch.Tensor]
