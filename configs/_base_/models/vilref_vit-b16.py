@@ -15,6 +15,9 @@ model = dict(
     embed_dims=512,
     tokenizer=dict(type='ChineseBertTokenizer', context_length=100),
     loss=dict(type='WeightedSimilarityCouplingLoss', gamma=1.0),
+    # True: the momentum towers (with queue_size > 0) encode in eval mode, without dropout
+    # and FLIP patch dropout (docs/method.md).
+    momentum_eval=False,
     data_preprocessor=dict(
         type='ViLReFDataPreprocessor',
         mean=[122.7709383, 116.7460125, 104.09373615],  # CLIP's, x 255, RGB
