@@ -23,7 +23,9 @@ class MomentumDistillationLoss(WeightedSimilarityCouplingLoss):
     the scale (no gradient), ``w`` the same pair weights as the loss's (so the
     teacher gives eliminated pairs no mass) and ``g_i`` the target of
     :class:`WeightedSimilarityCouplingLoss` (the positive, with optional label
-    smoothing). ``gamma=0`` gives ALBEF's image-text contrastive loss.
+    smoothing). With ``gamma=0``, ALBEF's distillation on CLIP's InfoNCE (the
+    student's batch candidates are the online features, not ALBEF's momentum
+    ones).
 
     ``alpha_t = alpha * min(1, t / ramp_iters)`` rises linearly over the first
     ``ramp_iters`` iterations (ALBEF: the first epoch). The iteration ``t``
