@@ -1,7 +1,10 @@
-"""Distributed helpers for ViLReF's contrastive losses."""
+"""Distributed helpers for ViLReF's contrastive losses, and the batch sizes of a run."""
+from typing import Optional
+
 import torch
 import torch.distributed as dist
 from mmengine.dist import get_world_size
+from torch.utils.data import DataLoader
 
 
 class _AllGatherWithGrad(torch.autograd.Function):
@@ -49,3 +52,27 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     if get_world_size() == 1:
         return tensor
     return _AllGatherWithGrad.apply(tensor)
+
+
+def batch_size_per_process(dataloader: DataLoader) -> Optional[int]:
+    """The samples a batch of ``dataloader`` holds in one process.
+
+    ``dataloader.batch_size``, or its batch sampler's ``batch_size`` when it is built with a
+    ``batch_sampler`` (then ``dataloader.batch_size`` is None).
+
+    Args:
+        dataloader (DataLoader): A dataloader.
+
+    Returns:
+        int | None: The batch size; None when neither gives one.
+    """
+    if dataloader.batch_size is not None:
+        return dataloader.batch_size
+    return getattr(dataloader.batch_sampler, 'batch_size', None)
+
+
+def global_batch_size(dataloader: DataLoader) -> Optional[int]:
+    """The samples one iteration takes over all ranks: :func:`batch_size_per_process` times
+    the world size (None when the batch size is unknown)."""
+    batch = batch_size_per_process(dataloader)
+    return None if batch is None else batch * get_world_size()

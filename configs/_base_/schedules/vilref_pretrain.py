@@ -1,7 +1,9 @@
 # ViLReF pre-training schedule (method.md): AdamW, lr 3e-5 with 100 warm-up iterations and
-# cosine decay, 20 epochs; no weight decay on norms, biases, embeddings and logit_scale; the
-# momentum towers' EMA after every step and the memory queue filled from the first (both
-# hooks need a model with queue_size > 0). bf16 autocast with `tools/train.py --amp`.
+# cosine decay, 20 epochs; no weight decay on norms, biases, embeddings and logit_scale;
+# after every optimizer step (also with optim_wrapper.accumulative_counts > 1) the momentum
+# towers' EMA, the memory queue filled from the first step (both hooks need a model with
+# queue_size > 0; remove them for queue_size=0) and logit_scale clamped to [0, log 100].
+# bf16 autocast with `tools/train.py --amp`.
 optim_wrapper = dict(
     type='OptimWrapper',
     # fused: one kernel for all parameters (5x faster than the foreach step on CPU, measured
@@ -34,4 +36,5 @@ auto_scale_lr = dict(base_batch_size=256)
 custom_hooks = [
     dict(type='MomentumUpdateHook', momentum=0.995),
     dict(type='MemoryQueueHook', warmup_iters=0),
+    dict(type='LogitScaleClampHook'),
 ]

@@ -1,4 +1,6 @@
 from .checkpoint_hook import DurableCheckpointHook
-from .vilref_hooks import MemoryQueueHook, MomentumUpdateHook
+from .vilref_hooks import LogitScaleClampHook, MemoryQueueHook, MomentumUpdateHook
 
-__all__ = ['DurableCheckpointHook', 'MomentumUpdateHook', 'MemoryQueueHook']
+__all__ = [
+    'DurableCheckpointHook', 'MomentumUpdateHook', 'MemoryQueueHook', 'LogitScaleClampHook'
+]
