@@ -24,4 +24,7 @@ visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
 log_level = 'INFO'
 load_from = None
 resume = False
-randomness = dict(seed=0, deterministic=False)
+# diff_rank_seed: every rank its own seed (seed + rank) for dropout and FLIP masks; the
+# samplers still shuffle alike on every rank. Checkpoints hold the generators' states, so a
+# resumed run continues the same streams (docs/pretrain.md).
+randomness = dict(seed=0, diff_rank_seed=True)

@@ -16,6 +16,10 @@ model = dict(
     zero_shot=dict(mode='multilabel'),
 )
 
+# Each sample's augmentation seeded from its position in the epoch (SampleIndex): a resumed
+# run draws the same crops and jitter as the uninterrupted one, whatever num_workers.
+train_dataloader = dict(sampler=dict(type='SeededDefaultSampler'))
+
 # Start from ViLReF RN50 weights converted with
 #   python tools/model_converters/vilref_to_mm.py ViLReF_RN50.pt checkpoints/vilref_rn50.pth
 # (Chinese-CLIP's RN50 release has a 3-layer RBT3 text encoder: set

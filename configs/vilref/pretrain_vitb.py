@@ -18,6 +18,10 @@ model = dict(
     zero_shot=dict(mode='multilabel'),
 )
 
+# Each sample's augmentation seeded from its position in the epoch (SampleIndex): a resumed
+# run draws the same crops and jitter as the uninterrupted one, whatever num_workers.
+train_dataloader = dict(sampler=dict(type='SeededDefaultSampler'))
+
 # Start from Chinese-CLIP (or ViLReF / RET-CLIP) weights converted with
 #   python tools/model_converters/vilref_to_mm.py clip_cn_vit-b-16.pt checkpoints/cnclip_vitb16.pth
 # load_from = 'checkpoints/cnclip_vitb16.pth'

@@ -10,6 +10,7 @@ from mmpretrain.registry import DATASETS
 from vilref_mm.labeling import load_lexicon
 from .label_cache import report_labels
 from .records import BadRecords, RecordError, label_vector, parse_manifest_line
+from .samplers import seeded_random_state
 
 
 class BaseImageReportDataset(BaseDataset):
@@ -19,6 +20,10 @@ class BaseImageReportDataset(BaseDataset):
     ``gt_score`` (None when the record has no labels) and ``record`` (where it is, for error
     messages), hands each :class:`RecordError` to a :class:`BadRecords` (which raises or skips
     it), then calls :meth:`fill_labels`.
+
+    An index with a seed (:class:`~vilref_mm.datasets.samplers.SampleIndex`, from
+    ``SeededInfiniteSampler`` / ``SeededDefaultSampler``) transforms its sample with the
+    generators seeded from it (:func:`~vilref_mm.datasets.samplers.seeded_random_state`).
 
     Args:
         ann_file: The manifest or LMDB folder.
@@ -51,6 +56,10 @@ class BaseImageReportDataset(BaseDataset):
     def classes(self) -> Sequence[str]:
         """Names of the label vector's entries."""
         return self._metainfo['classes']
+
+    def __getitem__(self, idx: int) -> dict:
+        with seeded_random_state(getattr(idx, 'seed', None)):
+            return super().__getitem__(int(idx))
 
     def fill_labels(self, data_list: List[dict]) -> None:
         """Label the records without labels (``gt_score`` None) from their ``text`` and ``eye``.

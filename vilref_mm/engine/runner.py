@@ -10,12 +10,12 @@ import re
 import secrets
 from collections import OrderedDict
 from datetime import timedelta
-from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
-from mmengine.dist import is_distributed, is_main_process
+from mmengine.dist import all_gather_object, get_rank, is_distributed, is_main_process
 from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import MMLogger
@@ -24,11 +24,14 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 from mmpretrain.registry import RUNNERS
 from torch import nn
+from torch.utils.data import DataLoader
 
 from vilref_mm.utils.checkpoint import (CorruptCheckpointError, checkpoint_is_complete,
                                         load_state_dict_completely)
+from vilref_mm.utils.distributed import batch_size_per_process
 from vilref_mm.utils.fileio import remove_stale_temporaries, replace_durably, temporary_prefix
 from .hooks import DurableCheckpointHook
+from .random_state import get_random_state, set_random_state
 
 #: Checkpoint files :meth:`ViLReFRunner.load_or_resume` considers in a work dir.
 CHECKPOINT_NAME = re.compile(r'(?:epoch|iter)_\d+\.pth$')
@@ -136,6 +139,12 @@ class ViLReFRunner(Runner):
       group, and the model is wrapped in DDP without ``device_ids``; the process group is
       destroyed at exit;
     - compiles a ViLReF's towers for the config's ``compile`` setting (``compile_towers``);
+    - continues a resumed run with the random streams the checkpoint was saved with: every
+      checkpoint holds the generators' states of every rank (Python, NumPy, torch CPU and
+      CUDA: :mod:`~vilref_mm.engine.random_state`), and :meth:`resume` restores this rank's;
+      MMEngine checkpoints only the seed, so dropout and FLIP masks would restart from it;
+    - gives each dataloader its own ``torch.Generator`` (:meth:`build_dataloader`), so
+      starting a dataloader's workers never draws from the global torch generator;
     - is built quietly by ``build_runner(cfg, quiet=True)``.
 
     Every checkpoint it reads goes through the trust rule of :mod:`vilref_mm.utils.checkpoint`.
@@ -147,6 +156,9 @@ class ViLReFRunner(Runner):
     #: While True, the consoles of the runners being built show warnings and errors only
     #: (:func:`build_runner` sets it).
     quiet_build = False
+
+    #: The random states (by rank) of the checkpoint :meth:`load_checkpoint` read last.
+    _loaded_random_states: Optional[List[Dict[str, Any]]] = None
 
     def build_logger(self, log_level: Union[int, str] = 'INFO', log_file: Optional[str] = None,
                      **kwargs) -> MMLogger:
@@ -189,11 +201,31 @@ class ViLReFRunner(Runner):
             hooks['checkpoint'] = {**checkpoint, 'type': DurableCheckpointHook}
         super().register_default_hooks(hooks)
 
+    @staticmethod
+    def build_dataloader(dataloader: Union[DataLoader, Dict], seed: Optional[int] = None,
+                         diff_rank_seed: bool = False) -> DataLoader:
+        """MMEngine's ``build_dataloader``; the dataloader gets its own ``torch.Generator``
+        (seeded with ``seed``) unless it has one.
+
+        PyTorch draws a base seed for the workers each time it starts them (every ``iter``
+        of a loader without persistent workers, the first of one with them), by default from
+        the global torch generator, which also draws the training's dropout and FLIP masks.
+        A validation, or the start of a resumed run, would shift that stream. The base seed
+        itself does not reach the workers' transforms: MMEngine's ``worker_init_fn``
+        reseeds them.
+        """
+        dataloader = Runner.build_dataloader(dataloader, seed, diff_rank_seed)
+        if isinstance(dataloader, DataLoader) and dataloader.generator is None:
+            dataloader.generator = torch.Generator()
+            if seed is not None:
+                dataloader.generator.manual_seed(seed)
+        return dataloader
+
     def build_train_loop(self, loop):
         loop = super().build_train_loop(loop)
         dataloader = loop.dataloader
         size = len(dataloader.dataset)
-        batch = dataloader.batch_size or getattr(dataloader.batch_sampler, 'batch_size', None)
+        batch = batch_size_per_process(dataloader)
         if len(dataloader) == 0:
             raise ValueError(
                 f'train_dataloader: the training set has {size} samples, fewer than one batch '
@@ -235,7 +267,10 @@ class ViLReFRunner(Runner):
         """MMEngine's ``load_checkpoint``; while evaluating, every weight of the model must
         come from the checkpoint (else :class:`IncompleteWeightsError`)."""
         if not self._evaluating:
-            return super().load_checkpoint(filename, map_location, strict, list(revise_keys))
+            checkpoint = super().load_checkpoint(filename, map_location, strict,
+                                                 list(revise_keys))
+            self._loaded_random_states = checkpoint.get('meta', {}).get('random_states')
+            return checkpoint
         checkpoint = _load_checkpoint(filename, map_location=map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         state_dict = checkpoint.get('state_dict', checkpoint)
@@ -254,9 +289,37 @@ class ViLReFRunner(Runner):
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint
 
+    def resume(self, filename: str, resume_optimizer: bool = True,
+               resume_param_scheduler: bool = True,
+               map_location: Union[str, object] = 'default') -> None:
+        """MMEngine's ``resume``, then this rank's random states from the checkpoint (after
+        MMEngine's, which reseeds when the checkpoint's seed differs from the config's).
+
+        A checkpoint without random states (an older one), or saved by another number of
+        ranks, leaves the generators seeded as at start-up, with a warning.
+        """
+        super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
+        states, self._loaded_random_states = self._loaded_random_states, None
+        if states is None:
+            self.logger.warning(f'{filename} holds no random states: the random streams '
+                                '(dropout, masks, augmentation) restart from the seed')
+        elif len(states) != self.world_size:
+            self.logger.warning(
+                f'{filename} was saved by {len(states)} processes, this run has '
+                f'{self.world_size}: the random streams restart from the seed')
+        else:
+            set_random_state(states[get_rank()])
+
     def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs) -> None:
-        """MMEngine's ``save_checkpoint``, written to a temporary file in ``out_dir`` and
-        renamed when complete (local folders; other backends as MMEngine writes them)."""
+        """MMEngine's ``save_checkpoint``, with the random states of every rank in
+        ``meta['random_states']`` (a list by rank), written to a temporary file in
+        ``out_dir`` and renamed when complete (local folders; other backends as MMEngine
+        writes them).
+
+        Every rank must call it (as the checkpoint hooks do): it gathers the states.
+        """
+        kwargs['meta'] = dict(kwargs.get('meta') or {},
+                              random_states=all_gather_object(get_random_state()))
         backend = get_file_backend(out_dir, backend_args=kwargs.get('backend_args'))
         if not is_main_process() or not isinstance(backend, LocalBackend):
             return super().save_checkpoint(out_dir, filename, *args, **kwargs)
