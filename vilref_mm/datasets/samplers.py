@@ -49,9 +49,12 @@ def sample_seed(seed: int, position: int) -> int:
 @contextlib.contextmanager
 def seeded_random_state(seed: Optional[int]) -> Iterator[None]:
     """Inside, Python's ``random``, NumPy's global generator and torch's CPU generator are
-    seeded with ``seed``; afterwards they are as before (so that transforms in the main
+    seeded from ``seed``; afterwards they are as before (so that transforms in the main
     process, ``num_workers=0``, leave the training's streams alone). Nothing happens when
     ``seed`` is None.
+
+    The three get different seeds drawn from ``seed``: Python's and NumPy's Mersenne Twisters
+    seeded with the same number would produce the same numbers.
 
     Args:
         seed (int, optional): A 64-bit seed.
@@ -60,9 +63,11 @@ def seeded_random_state(seed: Optional[int]) -> Iterator[None]:
         yield
         return
     states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    random.seed(seed)
-    np.random.seed([seed & 0xFFFFFFFF, seed >> 32])
-    torch.default_generator.manual_seed(seed)  # the CPU only, unlike torch.manual_seed
+    words = [int(word) for word in np.random.SeedSequence(seed).generate_state(6, np.uint32)]
+    random.seed(words[0] << 32 | words[1])
+    np.random.seed(words[2:4])
+    # the CPU generator only (torch.manual_seed would also reseed every GPU's)
+    torch.default_generator.manual_seed(words[4] << 32 | words[5])
     try:
         yield
     finally:
