@@ -1,10 +1,14 @@
 """Distributed pre-training through the whole runner: ``tools/dist_train.sh <demo config> 2``
-(2 gloo ranks on CPU, batch B each) trains and logs like ``tools/train.py`` with batch 2B.
+(2 gloo ranks on CPU, batch B each) trains and logs like ``tools/train.py`` with batch 2B, and
+leaves the same memory queue on every rank.
 
 The global batch is the same set of samples in both runs (InfiniteSampler: one seeded
 permutation, rank r takes every other index), and WSCL over a global batch does not depend on
-its order (method.md, distributed semantics), so with a deterministic pipeline and no dropout
-the losses, the logged statistics and the trained weights agree."""
+its order (method.md, distributed semantics). Each rank draws its own random streams
+(``diff_rank_seed``), so the towers are made deterministic by config (no dropout, no FLIP
+masks); the augmentation stays random: SeededInfiniteSampler seeds each sample's transforms
+from its position in the global stream, which is the same in both runs. So the losses, the
+logged statistics and the trained weights agree."""
 import json
 import os
 import socket
@@ -24,19 +28,23 @@ DEMO_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-500it_synthetic-1
 WORLD_SIZE = 2
 BATCH = 4  # per rank
 ITERS = 3  # 24 samples out of 16: the third batch crosses the sampler's epoch boundary
-# The demo config, deterministic (the test pipeline for training, no dropout of any kind), with
-# the queue from the first iteration.
+# The demo config with deterministic towers (no dropout of any kind, no FLIP masks), its random
+# augmentation seeded per sample, the queue from the first iteration, and every rank's queue
+# saved after training (rank_queue_hook.py).
 DETERMINISTIC_DEMO = f"""_base_ = [{str(DEMO_CONFIG)!r}]
+custom_imports = dict(imports=['vilref_mm', 'rank_queue_hook'], allow_failed_imports=False)
 model = dict(
     image_encoder=dict(mask_ratio=0., drop_path_rate=0., drop_rate=0.),
     text_encoder=dict(
         bert_cfg=dict(hidden_dropout_prob=0., attention_probs_dropout_prob=0.)))
 train_dataloader = dict(
-    num_workers=0, persistent_workers=False, dataset=dict(pipeline={{{{_base_.test_pipeline}}}}))
+    num_workers=0, persistent_workers=False, sampler=dict(type='SeededInfiniteSampler'))
 # the queue from the first iteration (the demo's warm-up is longer than this run)
 custom_hooks = [
     dict(type='MomentumUpdateHook', momentum=0.99),
     dict(type='MemoryQueueHook', warmup_iters=0),
+    dict(type='LogitScaleClampHook'),
+    dict(type='SaveRankQueueHook'),
 ]
 """
 
@@ -48,8 +56,9 @@ def _free_port() -> int:
 
 
 def _run(command: list, **env: str) -> None:
-    env = {**os.environ, 'PYTHONPATH': f'{REPO}{os.pathsep}{os.environ.get("PYTHONPATH", "")}',
-           'OMP_NUM_THREADS': '1', **env}
+    path = os.pathsep.join([str(REPO), str(REPO / 'tests' / 'data' / 'configs'),
+                            os.environ.get('PYTHONPATH', '')])
+    env = {**os.environ, 'PYTHONPATH': path, 'OMP_NUM_THREADS': '1', **env}
     proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
@@ -108,3 +117,15 @@ def test_trained_weights_match_one_process(runs):
     for key in weights:
         torch.testing.assert_close(distributed[key], single[key], rtol=1e-4, atol=1e-6,
                                    msg=key)
+
+
+def test_every_rank_holds_the_same_queue(runs):
+    distributed, _ = runs
+    queues = [torch.load(distributed / f'queue_rank{rank}.pth', weights_only=True)
+              for rank in range(WORLD_SIZE)]
+    assert int(queues[0]['num_filled']) == ITERS * WORLD_SIZE * BATCH
+    assert queues[0]['image_feats'][:ITERS * WORLD_SIZE * BATCH].abs().sum() > 0
+    for queue in queues[1:]:
+        assert queue.keys() == queues[0].keys()
+        for key in queue:
+            assert torch.equal(queue[key], queues[0][key]), key
