@@ -28,7 +28,7 @@ from vilref_mm.apis.demo import (DemoOptions, SyntheticDataSpec, format_summary,
                                  run_demo)
 
 REPO = Path(__file__).resolve().parents[1]
-PRETRAIN_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-500it_synthetic-112px.py'
+PRETRAIN_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-450it_synthetic-112px.py'
 #: Segmentation task (a sub-folder of the synthetic data) -> glob of its demo config.
 SEGMENTATION_CONFIGS = {
     'vessels': 'configs/segmentation/*_synthetic-vessels-*.py',

@@ -11,7 +11,7 @@ _base_ = [
 ]
 
 model = dict(
-    backbone=dict(frozen_stages=4),  # all 4 blocks, the embeddings and ln_post
+    backbone=dict(frozen_stages=3),  # all 3 blocks, the embeddings and ln_post
     head=dict(
         type='MultiLabelLinearClsHead',
         num_classes=25,

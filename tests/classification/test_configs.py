@@ -54,8 +54,9 @@ def test_config_is_consistent(path):
         assert any(e.type == 'QuadraticWeightedKappa' for e in cfg.test_evaluator)
 
     probe = path.name.startswith('linear-probe')
-    assert cfg.model.backbone.get('frozen_stages', 0) == (
-        (12 if 'vit-b16' in path.name else 4) if probe else 0)
+    arch = cfg.model.backbone.arch
+    num_blocks = arch['num_layers'] if isinstance(arch, dict) else 12  # 'b': ViT-B/16
+    assert cfg.model.backbone.get('frozen_stages', 0) == (num_blocks if probe else 0)
     if probe:  # CLIP's protocol: features of the test transform
         assert dataset.pipeline == innermost_dataset_cfg(cfg.test_dataloader).pipeline
     else:  # encoder lr 1e-6

@@ -10,14 +10,23 @@ from vilref_mm.apis.segmentation import finetune_segmentation
 from vilref_mm.utils.checkpoint import load_checkpoint_file
 
 CONFIG = (Path(__file__).resolve().parents[2] / 'configs' / 'segmentation' /
-          'upernet_vilref-vit-mini-p16_1xb4-300iter_synthetic-vessels-256x256.py')
+          'upernet_vilref-vit-mini-p16_1xb4-300iter_synthetic-vessels-192x192.py')
 ITERS = 40
-# The demo config, two images a batch, loading in the main process.
+# The demo config, two images a batch, loading in the main process. From random weights on 8
+# images, the config's loss (mmseg's DiceLoss pools background and vessels) settled on
+# all-background within 40 iterations for 2 of 3 seeds; vessel pixels weighted 3x in the
+# cross-entropy make the short run learn for every seed tried (vessel Dice 0.44-0.50, the
+# overlay painting 39-55 % of the photograph), while the demo, from pre-trained weights, does
+# better without the weight (vessel Dice 0.738; 0.708 with a 5x weight).
 SMALL = {
     'train_dataloader.batch_size': 2,
     'train_dataloader.num_workers': 0,
     'train_dataloader.persistent_workers': False,
     'val_dataloader.num_workers': 0,
+    'model.decode_head.loss_decode': [
+        dict(type='CrossEntropyLoss', loss_name='loss_ce', loss_weight=1.0,
+             class_weight=[1.0, 3.0]),
+        dict(type='DiceLoss', loss_name='loss_dice', loss_weight=3.0)],
 }
 
 
@@ -36,7 +45,7 @@ def test_finetuning_improves_vessel_dice(tmp_path, synthetic_fundus):
 
     assert Path(trained['checkpoint']).name == f'iter_{ITERS}.pth'
     checkpoint = load_checkpoint_file(trained['checkpoint'])
-    assert any(key.startswith('backbone.layers.3.') for key in checkpoint['state_dict'])
+    assert any(key.startswith('backbone.layers.2.') for key in checkpoint['state_dict'])
 
     # the overlay: the first validation photograph, painted where vessels are predicted
     photo = cv2.imread(str(min((synthetic_fundus / 'vessels/images/validation').glob('*.png'))))

@@ -18,7 +18,7 @@ from vilref_mm.labeling import ReportLabeler
 from vilref_mm.utils.checkpoint import load_checkpoint_file
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-500it_synthetic-112px.py'
+DEMO_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-450it_synthetic-112px.py'
 
 
 @pytest.fixture(scope='module')

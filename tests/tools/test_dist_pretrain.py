@@ -24,7 +24,7 @@ from vilref_mm.datasets.synthetic import generate_synthetic_fundus
 from vilref_mm.utils.checkpoint import load_checkpoint_file
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-500it_synthetic-112px.py'
+DEMO_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-450it_synthetic-112px.py'
 WORLD_SIZE = 2
 BATCH = 4  # per rank
 ITERS = 3  # 24 samples out of 16: the third batch crosses the sampler's epoch boundary

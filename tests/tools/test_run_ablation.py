@@ -13,7 +13,7 @@ from mmpretrain.registry import MODELS
 from vilref_mm.apis.demo import SyntheticDataSpec
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-500it_synthetic-112px.py'
+DEMO_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-450it_synthetic-112px.py'
 ABLATION_CONFIGS = sorted((REPO / 'configs/vilref/ablation').glob('*.py'))
 TINY_CONFIG = REPO / 'tests/data/configs/tiny_vilref.py'
 

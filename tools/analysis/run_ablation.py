@@ -14,7 +14,7 @@ The data (``--num-train`` ... ``--data-seed``, the demo's by default) is generat
     python tools/analysis/run_ablation.py [CONFIG ...] [--seeds 0 1 2]
         [--work-dir work_dirs/ablation] [--max-iters N] [--cfg-options KEY=VALUE ...]
 
-Each run costs what the demo's pre-training costs (500 iterations; docs/demo.md gives the
+Each run costs what the demo's pre-training costs (450 iterations; docs/demo.md gives the
 last measured time) plus a zero-shot evaluation of the test split, and the default ablation
 is 3 seeds x 7 configs = 21 runs: run it on a quiet machine.
 """

@@ -1,7 +1,7 @@
 # A seconds-long ViLReF pre-training job (WSCL, momentum towers, memory queue) for tests on CPU.
 # Deterministic: no dropout, no random augmentation. Point the dataloaders' data_root at a
 # synthetic fundus dataset (tools/data/make_synthetic_fundus.py) with --cfg-options.
-_base_ = ['../../../configs/vilref/vilref_vit-tiny-p16_1xb32-500it_synthetic-112px.py']
+_base_ = ['../../../configs/vilref/vilref_vit-tiny-p16_1xb32-450it_synthetic-112px.py']
 
 img_size = 32
 model = dict(

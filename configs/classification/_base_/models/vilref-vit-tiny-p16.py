@@ -1,5 +1,5 @@
 # An mmpretrain ImageClassifier on the image encoder of the CPU demo's tiny ViLReF
-# (configs/vilref/vilref_vit-tiny-p16_*_synthetic-112px.py): ViT 192 wide, 4 layers, patch 16,
+# (configs/vilref/vilref_vit-tiny-p16_*_synthetic-112px.py): ViT 192 wide, 3 layers, patch 16,
 # 112 px; the feature is ln_post(CLS), 192-d. The top-level configs add the head.
 #
 # init_cfg reads tensor-only files: `make demo` writes the weights of its pre-training as
@@ -13,7 +13,7 @@ model = dict(
         to_rgb=True),
     backbone=dict(
         type='ViLReFViT',
-        arch=dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768),
+        arch=dict(embed_dims=192, num_layers=3, num_heads=3, feedforward_channels=384),
         img_size=112,
         patch_size=16,
         out_type='cls_token',  # ln_post(CLS)

@@ -1,16 +1,16 @@
 # CPU demo: vessels of the synthetic fundus set (data_root: OUT_DIR/vessels of
 # tools/data/make_synthetic_fundus.py) with the small pre-trained ViT of the demo; the 256 px
 # images are doubled to 512 px, so that 16 px patches resolve the vessels, and trained on
-# 256 x 256 crops with cross-entropy + Dice loss; prediction on the whole 512 px image.
+# 192 x 192 crops with cross-entropy + Dice loss; prediction on the whole 512 px image.
 _base_ = [
     './_base_/models/upernet_vilref-vit-mini-p16_mln.py',
-    './_base_/datasets/synthetic-vessels_256x256.py', 'mmseg::_base_/default_runtime.py',
+    './_base_/datasets/synthetic-vessels_192x192.py', 'mmseg::_base_/default_runtime.py',
     './_base_/schedules/schedule_300iter_adamw-ld.py'
 ]
 custom_imports = dict(imports=['vilref_mm'], allow_failed_imports=False)
 default_scope = 'mmseg'
 
-crop_size = (256, 256)
+crop_size = (192, 192)
 data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
