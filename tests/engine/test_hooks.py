@@ -29,10 +29,14 @@ class FakeModel:
     def momentum_update(self, momentum):
         self.calls.append(('momentum', momentum))
 
-    def enqueue_momentum_batch(self):
-        if self._momentum_batch is not None:
-            self.calls.append(('enqueue', self._momentum_batch[0]))
-        self._momentum_batch = None
+    def pop_momentum_batch(self):
+        batch, self._momentum_batch = self._momentum_batch, None
+        return batch
+
+    def enqueue_momentum_batch(self, batch=None):
+        batch = self.pop_momentum_batch() if batch is None else batch
+        if batch is not None:
+            self.calls.append(('enqueue', batch[0]))
 
     def clamp_logit_scale(self):
         self.calls.append(('clamp', ))

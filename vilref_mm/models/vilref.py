@@ -305,10 +305,9 @@ class ViLReF(BaseModel):
         """The contrastive loss of a batch of image-text pairs, against the memory queue if any.
 
         ``logit_scale`` is first clamped to [0, ``max_logit_scale``] in place, so every loss
-        uses a clamped value (CLIP clamps right after each optimizer step; here it happens at
-        the next forward pass, which also works under DDP, whose ``train_step`` bypasses the
-        model's; only the last step's update can leave it above the bound). With a queue, the
-        momentum towers also encode the batch (no gradient; unless
+        uses a clamped value also without :class:`LogitScaleClampHook`, which clamps after
+        every optimizer step (as CLIP does), so that checkpoints hold a clamped value. With a
+        queue, the momentum towers also encode the batch (no gradient; unless
         ``encode_momentum_batch`` is off and the loss does not need them);
         :class:`MemoryQueueHook` enqueues those features after the step.
 
@@ -406,14 +405,26 @@ class ViLReF(BaseModel):
             if tower is not None:
                 tower.compile(**kwargs)
 
+    def pop_momentum_batch(self) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """This rank's momentum image and text features and labels of the last training
+        batch, which the model then forgets; None when the batch was not encoded."""
+        batch, self._momentum_batch = self._momentum_batch, None
+        return batch
+
     @torch.no_grad()
-    def enqueue_momentum_batch(self) -> None:
-        """Enqueue the last training batch's momentum features and labels, gathered from all
-        ranks (every rank holds the same queue). Called by :class:`MemoryQueueHook`."""
-        if self._momentum_batch is None:
-            return
-        self.memory_queue.enqueue(*(torch.cat(all_gather(t)) for t in self._momentum_batch))
-        self._momentum_batch = None
+    def enqueue_momentum_batch(
+            self, batch: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
+    ) -> None:
+        """Enqueue momentum features and labels, gathered from all ranks (every rank holds
+        the same queue). Called by :class:`MemoryQueueHook`.
+
+        Args:
+            batch (tuple, optional): What :meth:`pop_momentum_batch` returned for a batch.
+                Defaults to the last training batch's (nothing when it was not encoded).
+        """
+        batch = self.pop_momentum_batch() if batch is None else batch
+        if batch is not None:
+            self.memory_queue.enqueue(*(torch.cat(all_gather(t)) for t in batch))
 
     def predict(self, inputs: Dict[str, torch.Tensor], data_samples: Optional[List] = None):
         """Zero-shot classification with the prompts of ``zero_shot``.

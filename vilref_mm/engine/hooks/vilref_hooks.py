@@ -138,14 +138,13 @@ class MemoryQueueHook(Hook):
         model = _unwrap(runner)
         # ViLReF holds the momentum features of its last batch only (None while the queue
         # warms up): keep them until the optimizer steps.
-        if model._momentum_batch is not None:
-            self._micro_batches.append(model._momentum_batch)
-            model._momentum_batch = None
+        micro_batch = model.pop_momentum_batch()
+        if micro_batch is not None:
+            self._micro_batches.append(micro_batch)
         if not optimizer_stepped(runner):
             return
         for micro_batch in self._micro_batches:
-            model._momentum_batch = micro_batch
-            model.enqueue_momentum_batch()
+            model.enqueue_momentum_batch(micro_batch)
         self._micro_batches.clear()
 
 
