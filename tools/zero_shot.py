@@ -8,8 +8,8 @@ scored; the exit status is then 1.
 Examples::
 
     # the default label set (prompts_zh.yaml), or the classes of a zero-shot config
-    python tools/zero_shot.py configs/zero_shot/rfmid.py checkpoints/vilref_vitb16.pth \
-        photo.jpg photos/ --out scores.json
+    python tools/zero_shot.py configs/zero_shot/vilref_vit-b16_zero-shot_rfmid-224px.py \
+        checkpoints/vilref_vitb16.pth photo.jpg photos/ --out scores.json
     # chosen label keys, own prompts, or free Chinese texts (softmax over the texts)
     python tools/zero_shot.py CONFIG CKPT photo.jpg --classes normal glaucoma drusen
     python tools/zero_shot.py CONFIG CKPT photo.jpg --prompts my_prompts.yaml

@@ -1,5 +1,8 @@
-# Runtime shared by the vilref_mm pre-training configs (MMEngine Runner settings).
+# Runtime shared by the vilref_mm pre-training, classification and zero-shot configs.
 default_scope = 'mmpretrain'
+# Our runner (durable checkpoints, complete weights, random states, CPU distributed runs),
+# also when mmpretrain's own tools/train.py (or `mim train mmpretrain`) builds it.
+runner_type = 'ViLReFRunner'
 custom_imports = dict(imports=['vilref_mm'], allow_failed_imports=False)
 
 default_hooks = dict(
@@ -16,9 +19,11 @@ env_cfg = dict(
     dist_cfg=dict(backend='nccl'),
 )
 
-# Scalars go to work_dir/<timestamp>/vis_data; add dict(type='TensorboardVisBackend') to
-# vis_backends for TensorBoard.
-vis_backends = [dict(type='LocalVisBackend')]
+# Scalars go to work_dir/<timestamp>/vis_data; with VILREF_TENSORBOARD=1 in the environment
+# (e.g. `VILREF_TENSORBOARD=1 python tools/train.py CONFIG`) to TensorBoard as well
+# (`tensorboard --logdir work_dirs`).
+vis_backends = [dict(type='LocalVisBackend')] + (
+    [dict(type='TensorboardVisBackend')] if {{'$VILREF_TENSORBOARD:0'}} else [])
 visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
 
 log_level = 'INFO'

@@ -1,7 +1,7 @@
 # The CPU demo (`make demo`): a small ViLReF pre-trained with WSCL and the memory queue on the
 # built-in synthetic fundus dataset in a few minutes on 2 cores. Generate the data with
 #   python tools/data/make_synthetic_fundus.py work_dirs/demo/data --size 112
-_base_ = ['./pretrain_vitb.py']
+_base_ = ['./vilref_vit-b16_8xb32-20e_fundus-reports-224px.py']
 
 data_root = 'work_dirs/demo/data/'
 img_size = 112

@@ -237,7 +237,7 @@ TINY_MODEL = dict(
 CONFIG_DATASETS = {
     'rfmid': downstream.RFMiDDataset,
     'odir5k': downstream.ODIRDataset,
-    'refuge_glaucoma': downstream.REFUGEGlaucomaDataset,
+    'refuge-glaucoma': downstream.REFUGEGlaucomaDataset,
     'messidor': None,  # classes depend on the target
     'fives': downstream.FIVESDataset,
 }
@@ -245,7 +245,7 @@ CONFIG_DATASETS = {
 
 @pytest.mark.parametrize('name', sorted(CONFIG_DATASETS))
 def test_zero_shot_configs(name):
-    cfg = Config.fromfile(ROOT / f'configs/zero_shot/{name}.py')
+    cfg = Config.fromfile(ROOT / f'configs/zero_shot/vilref_vit-b16_zero-shot_{name}-224px.py')
     classifier = ZeroShotClassifier(**cfg.model.zero_shot)
     dataset = CONFIG_DATASETS[name]
     classes = (dataset.METAINFO['classes'] if dataset else
@@ -268,7 +268,7 @@ def test_fives_config_end_to_end_with_a_tiny_vilref(tmp_path):
     for index, letter in enumerate('NADGNADG'):
         cv2.imwrite(str(folder / f'{index + 1}_{letter}.png'),
                     np.full((40, 48, 3), 30 * index, np.uint8))
-    cfg = Config.fromfile(ROOT / 'configs/zero_shot/fives.py')
+    cfg = Config.fromfile(ROOT / 'configs/zero_shot/vilref_vit-b16_zero-shot_fives-224px.py')
     dataset_cfg = cfg.test_dataloader.dataset
     dataset_cfg.data_root = str(tmp_path)
     dataset_cfg.pipeline[1]['scale'] = (32, 32)

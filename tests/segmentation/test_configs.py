@@ -66,10 +66,10 @@ def mmseg_scope():
 def test_expected_configs_exist():
     names = {c.stem for c in CONFIGS}
     for dataset in ('drive', 'chase-db1', 'stare', 'hrf', 'refuge'):
-        assert f'upernet_vilref-vit-b16_4xb4-40k_{dataset}-512x512' in names
+        assert f'upernet_vilref-vit-b16_4xb4-40kit_{dataset}-512x512' in names
     for dataset in ('drive', 'refuge'):
-        assert f'upernet_vilref-rn50_4xb4-40k_{dataset}-512x512' in names
-    assert 'fcn_vilref-vit-b16_4xb4-40k_drive-512x512' in names
+        assert f'upernet_vilref-rn50_4xb4-40kit_{dataset}-512x512' in names
+    assert 'fcn_vilref-vit-b16_4xb4-40kit_drive-512x512' in names
     assert {c.stem.split('_')[-1].rsplit('-', 1)[0] for c in SYNTHETIC_CONFIGS} == {
         'synthetic-vessels', 'synthetic-odoc'}
 
@@ -201,7 +201,7 @@ def test_predicts_at_dataset_test_scale(path):
 @pytest.mark.slow
 def test_vit_b16_predicts_drive_image():
     """The unreduced ViT-B/16 UPerNet on a DRIVE-sized photograph (a minute on 2 CPU cores)."""
-    cfg = Config.fromfile(CONFIG_DIR / 'upernet_vilref-vit-b16_4xb4-40k_drive-512x512.py')
+    cfg = Config.fromfile(CONFIG_DIR / 'upernet_vilref-vit-b16_4xb4-40kit_drive-512x512.py')
     cfg.model.backbone.init_cfg = None
     image = np.random.default_rng(0).integers(0, 256, (584, 565, 3), dtype=np.uint8)
     _predict(cfg, image)

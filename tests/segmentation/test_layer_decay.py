@@ -14,7 +14,7 @@ from mmseg.registry import MODELS
 from vilref_mm.engine.optimizers import BackboneLayerDecayOptimWrapperConstructor
 
 CONFIG = (Path(__file__).resolve().parents[2] / 'configs' / 'segmentation' /
-          'upernet_vilref-vit-b16_4xb4-40k_drive-512x512.py')
+          'upernet_vilref-vit-b16_4xb4-40kit_drive-512x512.py')
 NUM_LAYERS = 4
 
 

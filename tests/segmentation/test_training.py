@@ -10,7 +10,7 @@ from vilref_mm.apis.segmentation import finetune_segmentation
 from vilref_mm.utils.checkpoint import load_checkpoint_file
 
 CONFIG = (Path(__file__).resolve().parents[2] / 'configs' / 'segmentation' /
-          'upernet_vilref-vit-mini-p16_1xb4-300iter_synthetic-vessels-192x192.py')
+          'upernet_vilref-vit-mini-p16_1xb4-300it_synthetic-vessels-192x192.py')
 ITERS = 40
 # The demo config, two images a batch, loading in the main process. From random weights on 8
 # images, the config's loss (mmseg's DiceLoss pools background and vessels) settled on

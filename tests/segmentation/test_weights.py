@@ -15,8 +15,8 @@ cn_clip_model = pytest.importorskip('cn_clip.clip.model')
 from vilref_mm.models import convert_checkpoint  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / 'configs' / 'segmentation'
-VIT_CONFIG = CONFIG_DIR / 'upernet_vilref-vit-b16_4xb4-40k_drive-512x512.py'
-RN_CONFIG = CONFIG_DIR / 'upernet_vilref-rn50_4xb4-40k_refuge-512x512.py'
+VIT_CONFIG = CONFIG_DIR / 'upernet_vilref-vit-b16_4xb4-40kit_drive-512x512.py'
+RN_CONFIG = CONFIG_DIR / 'upernet_vilref-rn50_4xb4-40kit_refuge-512x512.py'
 
 # tiny cn-clip models in the release layout (one attention head per 64 channels)
 TINY_TEXT = dict(

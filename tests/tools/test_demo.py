@@ -107,12 +107,12 @@ def test_config_and_checkpoints_are_usable(demo_run):
 
 
 def test_zero_shot_config_repeats_the_demo_score(demo_run, tmp_path):
-    """configs/zero_shot/synthetic.py with the demo's weights gives the demo's macro AUROC."""
+    """configs/zero_shot/vilref_vit-tiny-p16_zero-shot_synthetic-112px.py with the demo's weights gives the demo's macro AUROC."""
     work_dir, summary, _ = demo_run
     out = tmp_path / 'metrics.json'
     env = {**os.environ, 'PYTHONPATH': f'{REPO}{os.pathsep}{os.environ.get("PYTHONPATH", "")}'}
     proc = subprocess.run(
-        [sys.executable, 'tools/test.py', 'configs/zero_shot/synthetic.py', summary['weights'],
+        [sys.executable, 'tools/test.py', 'configs/zero_shot/vilref_vit-tiny-p16_zero-shot_synthetic-112px.py', summary['weights'],
          '--work-dir', str(tmp_path), '--out', str(out), '--cfg-options',
          f'test_dataloader.dataset.data_root={work_dir / "data"}'],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

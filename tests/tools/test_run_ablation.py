@@ -15,6 +15,7 @@ from vilref_mm.apis.demo import SyntheticDataSpec
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-450it_synthetic-112px.py'
 ABLATION_CONFIGS = sorted((REPO / 'configs/vilref/ablation').glob('*.py'))
+ABLATION_SUFFIX = '_vit-tiny-p16_1xb32-450it_synthetic-112px'
 TINY_CONFIG = REPO / 'tests/data/configs/tiny_vilref.py'
 
 
@@ -42,7 +43,7 @@ def test_ablation_configs_are_the_demo_with_another_loss():
     for path in ABLATION_CONFIGS:
         cfg = Config.fromfile(path)
         assert without_loss(cfg) == without_loss(demo), path.name
-        losses[path.stem] = dict(cfg.model.loss)
+        losses[run_ablation.run_name(str(path))] = dict(cfg.model.loss)
         MODELS.build(cfg.model.loss)
     assert run_ablation.ablation_configs([]) == [str(path) for path in ABLATION_CONFIGS]
     # One config per loss of the zoo.
@@ -62,8 +63,9 @@ def tiny_ablation(tmp_path_factory):
     iterations each."""
     root = tmp_path_factory.mktemp('ablation')
     configs = []
-    for name in ('wscl', 'wscl_momentum-distillation'):
-        loss = Config.fromfile(REPO / 'configs/vilref/ablation' / f'{name}.py').model.loss
+    for name in ('wscl', 'wscl-momentum-distillation'):
+        loss = Config.fromfile(
+            REPO / 'configs/vilref/ablation' / f'{name}{ABLATION_SUFFIX}.py').model.loss
         config = root / 'configs' / f'{name}.py'
         config.parent.mkdir(exist_ok=True)
         config.write_text(f'_base_ = [{str(TINY_CONFIG)!r}]\n'
@@ -77,7 +79,7 @@ def tiny_ablation(tmp_path_factory):
 
 def test_the_table_holds_every_config_and_seed(tiny_ablation):
     configs, work_dir, data, summary = tiny_ablation
-    assert [row['name'] for row in summary['rows']] == ['wscl', 'wscl_momentum-distillation']
+    assert [row['name'] for row in summary['rows']] == ['wscl', 'wscl-momentum-distillation']
     for row in summary['rows']:
         runs = summary['runs'][row['name']]
         assert row['seeds'] == [run['seed'] for run in runs] == [0, 1]
@@ -106,7 +108,7 @@ def test_the_table_holds_every_config_and_seed(tiny_ablation):
 def test_distillation_reads_the_iteration_from_the_runner(tiny_ablation):
     """alpha_t ramps with MMEngine's iteration: 0 at the first, 0.4 / 62 at the second."""
     _, _, _, summary = tiny_ablation
-    for run in summary['runs']['wscl_momentum-distillation']:
+    for run in summary['runs']['wscl-momentum-distillation']:
         records = [json.loads(line) for line in Path(run['scalars']).read_text().splitlines()]
         alphas = [record['distill_alpha'] for record in records if 'distill_alpha' in record]
         assert alphas == pytest.approx([0.0, 0.4 / 62])  # logged at every iteration

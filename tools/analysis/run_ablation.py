@@ -78,8 +78,9 @@ def ablation_configs(configs: Sequence[str]) -> List[str]:
 
 
 def run_name(config: str) -> str:
-    """A config's name in the work folder and the table: its file name without ``.py``."""
-    return Path(config).stem
+    """A config's name in the work folder and the table: the algorithm part of its file name
+    (``wscl-soft-jaccard`` for ``wscl-soft-jaccard_vit-tiny-p16_1xb32-450it_synthetic-112px``)."""
+    return Path(config).stem.split('_')[0]
 
 
 def describe_loss(cfg: Config) -> str:
@@ -167,7 +168,7 @@ def run_ablation(configs: Sequence[str], seeds: Sequence[int], work_dir: str,
     """
     names = [run_name(config) for config in configs]
     if len(set(names)) != len(names):
-        raise ValueError(f'run_ablation: two configs share a file name: {names}')
+        raise ValueError(f'run_ablation: two configs share an algorithm name: {names}')
     data_root = osp.join(work_dir, 'data')
     prepare_synthetic_data(data_root, data, reuse=True)
     results = {}

@@ -3,7 +3,8 @@
 ::
 
     from vilref_mm.apis import format_ranking, init_model, zero_shot
-    model = init_model('configs/zero_shot/rfmid.py', 'checkpoints/vilref_vitb16.pth')
+    model = init_model('configs/zero_shot/vilref_vit-b16_zero-shot_rfmid-224px.py',
+                       'checkpoints/vilref_vitb16.pth')
     result = zero_shot(model, ['photo.jpg', 'photos/'], class_names=['glaucoma', 'drusen'])
     print(format_ranking(result))
 

@@ -6,7 +6,7 @@ photograph over it. The demo uses it on the synthetic fundus set::
 
     from vilref_mm.apis.segmentation import finetune_segmentation
     result = finetune_segmentation(
-        'configs/segmentation/upernet_vilref-vit-mini-p16_1xb4-300iter_synthetic-vessels-192x192.py',
+        'configs/segmentation/upernet_vilref-vit-mini-p16_1xb4-300it_synthetic-vessels-192x192.py',
         data_root='data/synthetic_fundus/vessels', work_dir='work_dirs/seg_vessels',
         pretrained='work_dirs/demo/pretrain/weights.pth')
     result['Dice']['vessel'], result['checkpoint'], result['overlay']

@@ -1,9 +1,6 @@
 # What the zero-shot configs share: ViLReF ViT-B/16, the test pipeline and the test loop.
-# Run: python tools/test.py configs/zero_shot/<dataset>.py CHECKPOINT (docs/zero_shot.md).
-_base_ = ['../../_base_/models/vilref_vit-b16.py']
-
-default_scope = 'mmpretrain'
-custom_imports = dict(imports=['vilref_mm'], allow_failed_imports=False)
+# Run: python tools/test.py configs/zero_shot/<config>.py CHECKPOINT (docs/zero_shot.md).
+_base_ = ['../../_base_/models/vilref_vit-b16.py', '../../_base_/default_runtime.py']
 
 # Prompts are short: 52 tokens hold any template x class name.
 model = dict(tokenizer=dict(context_length=52))
@@ -23,5 +20,3 @@ test_dataloader = dict(
 test_cfg = dict()
 
 default_hooks = dict(logger=dict(type='LoggerHook', interval=20))
-env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='nccl'))
-log_level = 'INFO'

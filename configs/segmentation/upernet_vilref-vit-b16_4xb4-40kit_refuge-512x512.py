@@ -1,9 +1,7 @@
 _base_ = [
-    './_base_/models/upernet_vilref-rn50.py', './_base_/datasets/refuge_512x512.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_40k.py'
+    './_base_/models/upernet_vilref-vit-b16_mln.py', './_base_/datasets/refuge_512x512.py',
+    './_base_/default_runtime.py', './_base_/schedules/schedule_40kit_adamw-ld.py'
 ]
-custom_imports = dict(imports=['vilref_mm'], allow_failed_imports=False)
-default_scope = 'mmseg'
 
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)

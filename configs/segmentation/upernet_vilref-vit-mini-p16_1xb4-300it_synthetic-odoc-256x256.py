@@ -5,11 +5,9 @@
 # small disc and cup weigh as much as the background); prediction on the whole 512 px image.
 _base_ = [
     './_base_/models/upernet_vilref-vit-mini-p16_mln.py',
-    './_base_/datasets/synthetic-odoc_256x256.py', 'mmseg::_base_/default_runtime.py',
-    './_base_/schedules/schedule_300iter_adamw-ld.py'
+    './_base_/datasets/synthetic-odoc_256x256.py', './_base_/default_runtime.py',
+    './_base_/schedules/schedule_300it_adamw-ld.py'
 ]
-custom_imports = dict(imports=['vilref_mm'], allow_failed_imports=False)
-default_scope = 'mmseg'
 
 crop_size = (256, 256)
 data_preprocessor = dict(size=crop_size)

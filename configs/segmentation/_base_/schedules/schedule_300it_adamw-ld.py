@@ -1,6 +1,6 @@
 # A 300-iteration schedule for the CPU demo: AdamW, 20 warm-up iterations, linear decay to 0,
 # mild layer-wise learning-rate decay (0.9 per block) for a pre-trained small ViT.
-_base_ = ['./schedule_40k_adamw-ld.py']
+_base_ = ['./schedule_40kit_adamw-ld.py']
 
 max_iters = 300
 optim_wrapper = dict(optimizer=dict(lr=1e-3), paramwise_cfg=dict(layer_decay_rate=0.9))

@@ -4,11 +4,9 @@
 # 192 x 192 crops with cross-entropy + Dice loss; prediction on the whole 512 px image.
 _base_ = [
     './_base_/models/upernet_vilref-vit-mini-p16_mln.py',
-    './_base_/datasets/synthetic-vessels_192x192.py', 'mmseg::_base_/default_runtime.py',
-    './_base_/schedules/schedule_300iter_adamw-ld.py'
+    './_base_/datasets/synthetic-vessels_192x192.py', './_base_/default_runtime.py',
+    './_base_/schedules/schedule_300it_adamw-ld.py'
 ]
-custom_imports = dict(imports=['vilref_mm'], allow_failed_imports=False)
-default_scope = 'mmseg'
 
 crop_size = (192, 192)
 data_preprocessor = dict(size=crop_size)
