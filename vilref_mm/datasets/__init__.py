@@ -1,8 +1,10 @@
 """Datasets of vilref_mm: image-report manifests and LMDBs, their transforms, the synthetic set.
 
-Importing it registers the datasets, samplers and transforms in mmpretrain's registries.
+Importing it registers the datasets, samplers and transforms in mmpretrain's registries. The
+synthetic generator (:mod:`vilref_mm.datasets.synthetic`) registers nothing and is imported
+only where it is used, not in every dataloader worker.
 """
-from . import downstream, few_shot, synthetic  # noqa: F401
+from . import downstream, few_shot  # noqa: F401
 from .image_report import BaseImageReportDataset, ImageReportDataset
 from .image_report_lmdb import ImageReportLMDBDataset, write_image_report_lmdb
 from .presize import presize_image
