@@ -121,6 +121,18 @@ def test_labels_are_computed_once_then_read_from_the_cache(data_root, counting_l
         np.testing.assert_array_equal(second.get_data_info(index)['gt_score'], expected[index])
 
 
+def test_a_progress_bar_while_labelling_when_asked(data_root, capsys):
+    ImageReportDataset('train.jsonl', data_root=str(data_root), progress=False)
+    assert 'elapsed:' not in capsys.readouterr().err
+    for cache in data_root.glob('train.jsonl.labels-*.npy'):
+        cache.unlink()
+    ImageReportDataset('train.jsonl', data_root=str(data_root), progress=True)
+    drawings = capsys.readouterr().err.split('\r')
+    assert f'0/{NUM_IMAGES}' in drawings[0] and f'{NUM_IMAGES}/{NUM_IMAGES}' in drawings[-1]
+    ImageReportDataset('train.jsonl', data_root=str(data_root), progress=True)  # the cache
+    assert 'elapsed:' not in capsys.readouterr().err
+
+
 def test_a_changed_report_invalidates_the_cache(data_root, counting_labeler):
     ImageReportDataset('train.jsonl', data_root=str(data_root))
     records = read_records(data_root / 'train.jsonl')

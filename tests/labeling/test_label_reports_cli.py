@@ -57,6 +57,20 @@ def test_labels_written_and_summary_printed(tmp_path, capsys):
     assert [p.name for p in target.parent.iterdir()] == ['out.jsonl']
 
 
+@pytest.mark.parametrize('option', [['--progress'], ['--no-progress'], []])
+def test_a_progress_bar_on_stderr_only_when_asked_or_on_a_terminal(tmp_path, capsys, option):
+    source = write_lines(tmp_path / 'in.jsonl',
+                         [json.dumps(record, ensure_ascii=False) for record in RECORDS])
+    load_cli().main([str(source), str(tmp_path / 'out.jsonl'), *option])
+    captured = capsys.readouterr()
+    assert f'labelled {len(RECORDS)} reports' in captured.out
+    if option == ['--progress']:
+        assert '0/4' in captured.err and '4/4' in captured.err.split('\r')[-1]
+        assert captured.err.endswith('\n')
+    else:  # off a terminal, or asked to be quiet
+        assert captured.err == ''
+
+
 @pytest.mark.parametrize('bad_line, problem', [
     ('{"image": "x.png"}', "field 'report' is missing"),
     ('{"report": "出血"}', "field 'image' is missing"),

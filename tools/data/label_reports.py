@@ -4,8 +4,9 @@ Every record (``{"image": ..., "report": ..., "eye": "left" | "right" | null}``)
 field: label key -> 1.0 (asserted), 0.5 (uncertain) or 0.0. Nothing is written unless every
 record is valid (``image`` and ``report`` are required, as for the datasets); OUT is replaced
 atomically (it may be IN), and a temporary that a killed run left beside it is removed.
+A progress bar is drawn on stderr when it is a terminal (``--progress`` / ``--no-progress``).
 
-    python tools/data/label_reports.py IN.jsonl OUT.jsonl [--lexicon FILE]
+    python tools/data/label_reports.py IN.jsonl OUT.jsonl [--lexicon FILE] [--no-progress]
 """
 import argparse
 import json
@@ -16,6 +17,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from vilref_mm.datasets.label_cache import label_vectors
 from vilref_mm.datasets.records import RecordError, parse_manifest_line
 from vilref_mm.labeling import LexiconError, ReportLabeler
 from vilref_mm.utils.fileio import write_text_atomic
@@ -56,6 +58,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('output', type=Path, help='where to write the labelled manifest')
     parser.add_argument('--lexicon', type=Path,
                         help='lexicon YAML file (default: the one shipped with vilref_mm)')
+    parser.add_argument('--progress', action=argparse.BooleanOptionalAction,
+                        help='draw a progress bar on stderr (default: when it is a terminal)')
     args = parser.parse_args(argv)
     try:
         labeler = ReportLabeler(args.lexicon)
@@ -64,9 +68,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         sys.exit(f'error: {error}')
 
     start = time.perf_counter()
-    vectors = np.zeros((len(records), len(labeler.classes)), dtype=np.float32)
-    for index, record in enumerate(records):
-        vectors[index] = labeler(record['report'], record.get('eye'))
+    vectors = label_vectors([(record['report'], record.get('eye')) for record in records],
+                            labeler, args.progress)
     seconds = time.perf_counter() - start
     for record, vector in zip(records, vectors.tolist()):
         record['labels'] = dict(zip(labeler.classes, vector))

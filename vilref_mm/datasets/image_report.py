@@ -33,6 +33,8 @@ class BaseImageReportDataset(BaseDataset):
             False for no cache.
         skip_bad_records: Skip bad records (logging how many and the first reasons) instead
             of raising.
+        progress: Draw a progress bar while labelling (True), never (False) or when stderr is
+            a terminal (None); only rank 0 draws.
         metainfo: Dataset meta; ``classes`` names the entries of the label vectors.
         **kwargs: Other arguments of :class:`mmengine.dataset.BaseDataset`.
     """
@@ -42,11 +44,13 @@ class BaseImageReportDataset(BaseDataset):
                  lexicon: Optional[str] = None,
                  label_cache: Union[bool, str] = True,
                  skip_bad_records: bool = False,
+                 progress: Optional[bool] = None,
                  metainfo: Optional[dict] = None,
                  **kwargs):
         self.lexicon = lexicon
         self.label_cache = label_cache
         self.skip_bad_records = skip_bad_records
+        self.progress = progress
         metainfo = dict(metainfo or {})
         self._classes_given = 'classes' in metainfo
         metainfo['classes'] = tuple(metainfo.get('classes') or load_lexicon(lexicon).classes)
@@ -84,7 +88,7 @@ class BaseImageReportDataset(BaseDataset):
                 Path(self.label_cache).mkdir(parents=True, exist_ok=True)
                 stem = Path(self.label_cache) / stem.name
         labels = report_labels([(info['text'], info['eye']) for info in pending], lexicon,
-                               stem)
+                               stem, self.progress)
         for info, vector in zip(pending, labels):
             info['gt_score'] = vector
 
@@ -117,6 +121,8 @@ class ImageReportDataset(BaseImageReportDataset):
             or not (False).
         skip_bad_records: Skip malformed records, logging how many and the first reasons,
             instead of raising an error that names the file, the line and the field.
+        progress: Draw a progress bar while labelling (True), never (False) or when stderr is
+            a terminal (None); only rank 0 draws.
         **kwargs: Other arguments of :class:`mmengine.dataset.BaseDataset` (``metainfo``,
             ``data_prefix``, ``serialize_data``, ``lazy_init``, ``test_mode``, ...).
 
@@ -133,10 +139,11 @@ class ImageReportDataset(BaseImageReportDataset):
                  lexicon: Optional[str] = None,
                  label_cache: Union[bool, str] = True,
                  skip_bad_records: bool = False,
+                 progress: Optional[bool] = None,
                  **kwargs):
         super().__init__(ann_file, lexicon=lexicon, label_cache=label_cache,
-                         skip_bad_records=skip_bad_records, data_root=data_root,
-                         pipeline=list(pipeline), **kwargs)
+                         skip_bad_records=skip_bad_records, progress=progress,
+                         data_root=data_root, pipeline=list(pipeline), **kwargs)
 
     def load_data_list(self) -> List[dict]:
         """Read, check and label the manifest."""

@@ -101,7 +101,8 @@ class ImageReportLMDBDataset(BaseImageReportDataset):
         strip_text_prefix: Characters dropped from the start of every text before it is
             tokenised. The ViLReF release's training code drops 3 (``text[3:]``, apparently an
             eye prefix such as "OD："); labels are computed from the whole text.
-        lexicon, label_cache, skip_bad_records: As for :class:`ImageReportDataset`.
+        lexicon, label_cache, skip_bad_records, progress: As for
+            :class:`ImageReportDataset`.
         **kwargs: Other arguments of :class:`mmengine.dataset.BaseDataset`; ``metainfo``
             ``classes`` names the entries of the stored labels (default: the ``classes`` the
             folder stores, else the lexicon's).
@@ -115,11 +116,12 @@ class ImageReportLMDBDataset(BaseImageReportDataset):
                  lexicon: Optional[str] = None,
                  label_cache: Union[bool, str] = True,
                  skip_bad_records: bool = False,
+                 progress: Optional[bool] = None,
                  **kwargs):
         self.strip_text_prefix = strip_text_prefix
         super().__init__(ann_file, lexicon=lexicon, label_cache=label_cache,
-                         skip_bad_records=skip_bad_records, data_root=data_root,
-                         pipeline=list(pipeline), **kwargs)
+                         skip_bad_records=skip_bad_records, progress=progress,
+                         data_root=data_root, pipeline=list(pipeline), **kwargs)
 
     def load_data_list(self) -> List[dict]:
         """Read and check every pair."""

@@ -19,6 +19,7 @@ from vilref_mm import labeling
 from vilref_mm.labeling import Lexicon, ReportLabeler
 from vilref_mm.labeling.lexicon import read_lexicon_content
 from vilref_mm.utils.fileio import atomic_open
+from .progress import track_progress
 
 _LABELING_DIR = Path(labeling.__file__).parent
 
@@ -42,8 +43,28 @@ def label_cache_file(reports: Sequence[Tuple[str, Optional[str]]], lexicon: Lexi
     return Path(f'{cache_stem}.labels-{digest.hexdigest()[:16]}.npy')
 
 
+def label_vectors(reports: Sequence[Tuple[str, Optional[str]]], labeler: ReportLabeler,
+                  progress: Optional[bool] = None) -> np.ndarray:
+    """Label vectors of ``reports`` by ``labeler``, with a progress bar.
+
+    Args:
+        reports: ``(report, eye)`` pairs; eye is 'left', 'right' or None.
+        labeler: The report labeler.
+        progress: Draw a progress bar on stderr (True), never (False) or when stderr is a
+            terminal (None); only rank 0 draws.
+
+    Returns:
+        float32 array (N, C) over ``labeler.classes``.
+    """
+    labels = np.zeros((len(reports), len(labeler.classes)), dtype=np.float32)
+    for index, (report, eye) in enumerate(track_progress(reports, len(reports), progress)):
+        labels[index] = labeler(report, eye)
+    return labels
+
+
 def report_labels(reports: Sequence[Tuple[str, Optional[str]]], lexicon: Lexicon,
-                  cache_stem: Optional[Path] = None) -> np.ndarray:
+                  cache_stem: Optional[Path] = None,
+                  progress: Optional[bool] = None) -> np.ndarray:
     """Label vectors of ``reports``, read from the cache or computed (and cached).
 
     Labels are computed in the main process only: a dataloader worker that finds no cache
@@ -53,6 +74,8 @@ def report_labels(reports: Sequence[Tuple[str, Optional[str]]], lexicon: Lexicon
         reports: ``(report, eye)`` pairs; eye is 'left', 'right' or None.
         lexicon: The lexicon of the :class:`~vilref_mm.labeling.ReportLabeler`.
         cache_stem: Path the cache file name starts with (next to the data); None: no cache.
+        progress: Draw a progress bar while labelling (True), never (False) or when stderr
+            is a terminal (None); only rank 0 draws.
 
     Returns:
         float32 array (N, C) over ``lexicon.classes``.
@@ -74,9 +97,7 @@ def report_labels(reports: Sequence[Tuple[str, Optional[str]]], lexicon: Lexicon
                 + (f'; the labels will be cached in {cache_file}' if cache_file else ''))
     labeler = ReportLabeler(lexicon)
     start = time.perf_counter()
-    labels = np.zeros(shape, dtype=np.float32)
-    for index, (report, eye) in enumerate(reports):
-        labels[index] = labeler(report, eye)
+    labels = label_vectors(reports, labeler, progress)
     seconds = time.perf_counter() - start
     logger.info(f'labelled {len(reports):,} reports in {seconds:.1f} s '
                 f'({len(reports) / max(seconds, 1e-9):,.0f} reports/s)')
