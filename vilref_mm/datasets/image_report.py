@@ -105,8 +105,9 @@ class ImageReportDataset(BaseImageReportDataset):
     ``image`` is relative to ``data_prefix['img_path']`` (which is relative to ``data_root``)
     or absolute; ``eye`` ('left', 'right' or null) is optional; ``labels`` is optional, a
     mapping class -> value or a list in class order, values in [0, 1]. Records without labels
-    are labelled once by :class:`~vilref_mm.labeling.ReportLabeler` in the main process and
-    the labels cached (see ``label_cache``). Other fields are ignored.
+    are labelled once by :class:`~vilref_mm.labeling.ReportLabeler` in the main process (on
+    rank 0 under ``torch.distributed``) and the labels cached (see ``label_cache``). Other
+    fields are ignored.
 
     Each data info holds ``img_path``, ``text`` (the report), ``eye``, ``gt_score`` (float32
     label vector over ``metainfo['classes']``) and ``record`` (``MANIFEST:LINE``, which the

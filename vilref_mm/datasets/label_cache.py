@@ -4,6 +4,9 @@ The cache is a ``.npy`` file of shape (N, C) whose name carries a fingerprint of
 labels depend on: the reports and eyes to label, the lexicon's content (with the files it
 extends) and the labeler's code. Any change gives a new name, so a stale cache is never read;
 runs, ranks and workers with the same inputs share one file. It is written atomically.
+
+Under ``torch.distributed`` rank 0 labels and writes the cache while the other ranks wait at a
+barrier, then read it.
 """
 import hashlib
 import json
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
+from mmengine.dist import barrier, get_rank, is_distributed
 from mmengine.logging import MMLogger
 from torch.utils.data import get_worker_info
 
@@ -68,7 +72,10 @@ def report_labels(reports: Sequence[Tuple[str, Optional[str]]], lexicon: Lexicon
     """Label vectors of ``reports``, read from the cache or computed (and cached).
 
     Labels are computed in the main process only: a dataloader worker that finds no cache
-    raises instead of labelling the whole dataset again in every worker.
+    raises instead of labelling the whole dataset again in every worker. Under
+    ``torch.distributed`` with a cache, rank 0 reads or labels and writes it while the other
+    ranks wait at a barrier, then read it; a rank that cannot read it then (a folder rank 0
+    cannot write, or one not shared by all ranks) labels on its own, with a warning.
 
     Args:
         reports: ``(report, eye)`` pairs; eye is 'left', 'right' or None.
@@ -80,9 +87,29 @@ def report_labels(reports: Sequence[Tuple[str, Optional[str]]], lexicon: Lexicon
     Returns:
         float32 array (N, C) over ``lexicon.classes``.
     """
+    cache_file = label_cache_file(reports, lexicon, cache_stem) if cache_stem else None
+    rank_0_first = (cache_file is not None and is_distributed()
+                    and get_worker_info() is None)
+    if not rank_0_first:
+        return _cached_or_computed(reports, lexicon, cache_file, progress)
+    if get_rank() == 0:
+        try:
+            return _cached_or_computed(reports, lexicon, cache_file, progress)
+        finally:  # release the other ranks on an error too: they then meet it themselves
+            barrier()
+    barrier()
+    if not cache_file.is_file():
+        MMLogger.get_current_instance().warning(
+            f'rank {get_rank()} finds no label cache {cache_file} after rank 0 labelled (is '
+            'the folder writable and shared by all ranks?); labelling on this rank too')
+    return _cached_or_computed(reports, lexicon, cache_file, progress)
+
+
+def _cached_or_computed(reports: Sequence[Tuple[str, Optional[str]]], lexicon: Lexicon,
+                        cache_file: Optional[Path], progress: Optional[bool]) -> np.ndarray:
+    """The labels of :func:`report_labels`, in this process alone."""
     logger = MMLogger.get_current_instance()
     shape = (len(reports), len(lexicon.classes))
-    cache_file = label_cache_file(reports, lexicon, cache_stem) if cache_stem else None
     if cache_file is not None and cache_file.is_file():
         labels = _load(cache_file, shape)
         if labels is not None:
