@@ -241,6 +241,24 @@ def test_the_builder_skips_missing_images_when_asked(synthetic, tmp_path):
     assert len(ImageReportLMDBDataset(str(tmp_path / 'out'))) == 1
 
 
+@pytest.mark.parametrize('option', [['--progress'], ['--no-progress'], []])
+def test_the_builder_draws_bars_of_labelling_and_writing_when_asked(synthetic, tmp_path, capsys,
+                                                                    option):
+    manifest = tmp_path / 'train.jsonl'
+    shutil.copy(synthetic / 'train.jsonl', manifest)  # no label cache yet: labelled here
+    build_lmdb.main([str(manifest), str(tmp_path / 'out'), '--data-root', str(synthetic),
+                     *option])
+    captured = capsys.readouterr()
+    assert f'wrote {NUM_IMAGES + 1} pairs' in captured.out
+    # The last drawing of each bar (a bar redraws after a '\r' and ends with a '\n').
+    bars = [line.split('\r')[-1] for line in captured.err.split('\n') if 'elapsed:' in line]
+    if option == ['--progress']:
+        done = f'{NUM_IMAGES + 1}/{NUM_IMAGES + 1}'
+        assert len(bars) == 2 and all(done in bar for bar in bars), bars
+    else:  # off a terminal, or asked to be quiet
+        assert bars == []
+
+
 def test_write_takes_the_manifest_dataset(synthetic, tmp_path):
     dataset = ImageReportDataset('train.jsonl', data_root=str(synthetic))
     with pytest.raises(TypeError, match='dataset must be an ImageReportDataset'):

@@ -5,10 +5,12 @@ OUT_DIR gets ``pairs/`` (pickled ``(image_id, text_id, report, labels)``, ``num_
 docs/data_preparation.md. Records without ``labels`` are labelled with the report labeler
 (the labels are cached next to the manifest). Read it with ``ImageReportLMDBDataset``.
 With ``--max-size N`` images with a longer side above N are stored re-encoded as JPEGs of
-at most N pixels (aspect kept); smaller ones are stored byte for byte.
+at most N pixels (aspect kept); smaller ones are stored byte for byte. Progress bars of the
+labelling and of the writing are drawn on stderr when it is a terminal (``--progress`` /
+``--no-progress``).
 
     python tools/data/build_lmdb.py MANIFEST OUT_DIR [--data-root DIR] [--lexicon FILE]
-        [--max-size N [--quality Q]] [--skip-bad-records] [--overwrite]
+        [--max-size N [--quality Q]] [--skip-bad-records] [--overwrite] [--no-progress]
 """
 import argparse
 import sys
@@ -39,6 +41,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--skip-bad-records', action='store_true',
                         help='skip malformed records and missing or unreadable images')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing OUT_DIR')
+    parser.add_argument('--progress', action=argparse.BooleanOptionalAction,
+                        help='draw progress bars on stderr (default: when it is a terminal)')
     args = parser.parse_args(argv)
     if args.max_size is not None:
         try:
@@ -51,10 +55,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         dataset = ImageReportDataset(
             str(args.manifest), data_prefix=dict(img_path=str(args.data_root or
                                                              args.manifest.parent)),
-            lexicon=args.lexicon, skip_bad_records=args.skip_bad_records)
+            lexicon=args.lexicon, skip_bad_records=args.skip_bad_records,
+            progress=args.progress)
         summary = write_image_report_lmdb(dataset, args.out_dir, overwrite=args.overwrite,
                                           skip_bad_records=args.skip_bad_records,
-                                          max_size=args.max_size, quality=args.quality)
+                                          max_size=args.max_size, quality=args.quality,
+                                          progress=args.progress)
     except (FileNotFoundError, FileExistsError, NotADirectoryError, LexiconError, RecordError,
             ValueError) as error:
         sys.exit(f'error: {error}')

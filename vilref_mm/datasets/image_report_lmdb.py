@@ -35,6 +35,7 @@ from vilref_mm.utils.fileio import fsync_folder, remove_stale_temporaries, tempo
 
 from .image_report import BaseImageReportDataset, ImageReportDataset
 from .presize import DEFAULT_QUALITY, read_image_file
+from .progress import track_progress
 from .records import BadRecords, RecordError, check_text, label_vector
 
 #: Write transactions commit after this many puts (LMDB keeps a transaction's pages in memory).
@@ -213,7 +214,8 @@ def write_image_report_lmdb(dataset: ImageReportDataset, out_dir: Union[str, Pat
                             overwrite: bool = False,
                             skip_bad_records: bool = False,
                             max_size: Optional[int] = None,
-                            quality: int = DEFAULT_QUALITY) -> Dict[str, int]:
+                            quality: int = DEFAULT_QUALITY,
+                            progress: Optional[bool] = None) -> Dict[str, int]:
     """Write the pairs of a manifest in the release's LMDB layout (with labels and classes).
 
     Each distinct image file is stored once, as url-safe base64 of its bytes: the file's own
@@ -232,6 +234,8 @@ def write_image_report_lmdb(dataset: ImageReportDataset, out_dir: Union[str, Pat
         max_size: Store images with their longer side at most this many pixels (None: every
             file as it is).
         quality: JPEG quality of the re-encoded images.
+        progress: Draw a progress bar over the records (True), never (False) or when stderr is
+            a terminal (None); only rank 0 draws.
 
     Returns:
         ``num_samples``, ``num_images``, ``num_resized`` (images re-encoded) and
@@ -266,7 +270,7 @@ def write_image_report_lmdb(dataset: ImageReportDataset, out_dir: Union[str, Pat
         image_ids: Dict[str, int] = {}
         num_resized = 0
         unreadable: Dict[str, RecordError] = {}  # image path -> the error of its first record
-        for info in infos:
+        for info in track_progress(infos, len(infos), progress):
             path = info['img_path']
             if path in unreadable:
                 bad_records(RecordError(info['record'], 'image', f'uses {path}, which '
