@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from vilref_mm.datasets import progress as progress_module
 from vilref_mm.datasets.synthetic import (SPLITS, FundusCase, draw_fundus,
                                           generate_synthetic_fundus, label_classes, make_sample,
                                           sample_case, write_report)
@@ -283,13 +284,32 @@ def run_cli(argv: list) -> None:
 
 def test_cli(tmp_path, capsys):
     run_cli([str(tmp_path / 'out'), '--num-train', '2', '--num-val', '1', '--num-test', '1',
-             '--size', '64', '--seed', '5'])
+             '--size', '64', '--seed', '5', '--progress'])
     captured = capsys.readouterr()
-    assert 'images/s' in captured.out and '[test] 1/1' in captured.err
+    assert 'images/s' in captured.out
+    assert '0/4' in captured.err and '4/4' in captured.err.split('\r')[-1], 'a progress bar'
     assert len(read_jsonl(tmp_path / 'out/train.jsonl')) == 2
     assert cv2.imread(str(tmp_path / 'out/images/val/val_000000.png')).shape == (64, 64, 3)
     with pytest.raises(SystemExit, match='--size'):
         run_cli([str(tmp_path / 'small'), '--size', '8'])
+
+
+@pytest.mark.parametrize('option', [[], ['--no-progress']])
+def test_cli_draws_no_bar_off_a_terminal_or_when_asked(tmp_path, capsys, option):
+    run_cli([str(tmp_path / 'out'), '--num-train', '1', '--num-val', '1', '--num-test', '0',
+             '--size', '32', *option])
+    captured = capsys.readouterr()
+    assert 'wrote 2 images' in captured.out and captured.err == ''
+
+
+@pytest.mark.parametrize('num_workers', [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_the_bar_advances_per_image_written(tmp_path, capsys, monkeypatch, num_workers):
+    monkeypatch.setattr(progress_module, 'REDRAW_SECONDS', 0)  # draw every step
+    generate_synthetic_fundus(tmp_path, num_train=3, num_val=1, num_test=0, size=32,
+                              num_workers=num_workers, progress=True)
+    drawings = capsys.readouterr().err.split('\r')
+    assert [re.search(r'\d/4', drawing).group() for drawing in drawings] == [
+        '0/4', '1/4', '2/4', '3/4', '4/4']
 
 
 @pytest.mark.slow

@@ -21,15 +21,17 @@ import os
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional, Tuple, Union
+from typing import Dict, Iterator, Optional, Tuple, Union
 
 import cv2
 import numpy as np
 
 from ...labeling import ReportLabeler
 from ...utils.fileio import write_text_atomic
+from ..progress import track_progress
 from .cases import FundusCase, sample_case
 from .fundus import FundusImage, draw_fundus
 from .reports import write_report
@@ -182,7 +184,7 @@ class _Layout:
 def generate_synthetic_fundus(out_dir: Union[str, Path], num_train: int = 800,
                               num_val: int = 200, num_test: int = 200, size: int = 256,
                               seed: int = 0, num_workers: int = 1,
-                              progress: Optional[Callable[[str, int, int], None]] = None) -> dict:
+                              progress: Optional[bool] = None) -> dict:
     """Generate the synthetic fundus dataset into ``out_dir``.
 
     Args:
@@ -193,7 +195,8 @@ def generate_synthetic_fundus(out_dir: Union[str, Path], num_train: int = 800,
         size: Image side in pixels (>= 32).
         seed: Dataset seed; the same seed gives byte-identical outputs.
         num_workers: Worker processes drawing images (1: in this process).
-        progress: Called as ``progress(split, done, total)`` after each image.
+        progress: Draw a progress bar on stderr, advanced as each image is written (True),
+            never (False) or when stderr is a terminal (None); only rank 0 draws.
 
     Returns:
         The content of ``meta.json`` (plus ``seconds``, the wall time, which is not written).
@@ -205,15 +208,14 @@ def generate_synthetic_fundus(out_dir: Union[str, Path], num_train: int = 800,
     out_dir = Path(out_dir)
     layout = _Layout(out_dir)
     start = time.perf_counter()
+    samples = chain.from_iterable(iter_samples(seed, split, counts[split], size,
+                                               num_workers=num_workers) for split in SPLITS)
+    lines = {split: [] for split in SPLITS}
+    for sample in track_progress(samples, sum(counts.values()), progress):
+        layout.write(sample)
+        lines[sample.split].append(json.dumps(sample.record(), ensure_ascii=False) + '\n')
     for split in SPLITS:
-        lines = []
-        for done, sample in enumerate(iter_samples(seed, split, counts[split], size,
-                                                   num_workers=num_workers), 1):
-            layout.write(sample)
-            lines.append(json.dumps(sample.record(), ensure_ascii=False) + '\n')
-            if progress is not None:
-                progress(split, done, counts[split])
-        write_text_atomic(out_dir / f'{split}.jsonl', lines)
+        write_text_atomic(out_dir / f'{split}.jsonl', lines[split])
     meta = {'generator': 'vilref_mm.datasets.synthetic', 'version': GENERATOR_VERSION,
             'seed': seed, 'size': size, 'counts': counts, 'classes': list(label_classes()),
             'segmentation': {'vessels': 'mmseg DRIVEDataset', 'odoc': 'mmseg REFUGEDataset',
