@@ -1,21 +1,56 @@
-"""build_runner(quiet=True): a quiet console while the runner is built, a complete log file."""
+"""build_runner(quiet=True): a quiet console while the runner is built, a complete log file;
+the checkpoints ViLReFRunner and the FlexibleRunner strategies read under the trust rule."""
 import logging
+import os
 
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
-from mmengine.registry import MODELS
+from mmengine.registry import DATASETS, MODELS
+from mmengine.runner import FlexibleRunner
+from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
+from torch import nn
+from torch.utils.data import Dataset
 
 from vilref_mm.engine import ViLReFRunner, build_runner
 from vilref_mm.engine.runner import PARAMETER_MESSAGES, drop_console_messages
+from vilref_mm.utils.checkpoint import UntrustedCheckpointError, save_tensor_checkpoint
 
 
 @MODELS.register_module(force=True)
 class TinyRunnerTestModel(BaseModel):
 
+    def __init__(self, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.linear = nn.Linear(2, 1)
+
     def forward(self, inputs=None, data_samples=None, mode='tensor'):
+        if mode == 'loss':
+            return dict(loss=self.linear(inputs).pow(2).mean())
         return inputs
+
+
+@DATASETS.register_module(force=True)
+class TinyRunnerTestDataset(Dataset):
+    metainfo: dict = {}
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> dict:
+        return dict(inputs=torch.full((2, ), float(index)))
+
+
+class Payload:
+    """Unpickling it creates the folder ``marker``: proof that a file's code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker, )
 
 
 def runner_config(work_dir) -> Config:
@@ -81,3 +116,60 @@ def test_drop_console_messages(tmp_path, capsys):
     assert 'a result' in console and 'noise' not in console
     with open(tmp_path / 'drop.log', encoding='utf-8') as log:
         assert 'some noise' in log.read()
+
+
+def training_config(work_dir, name: str, strategy: bool, **overrides) -> Config:
+    """Two iterations of the tiny model, SGD with learning rate 0 (the weights stay as
+    initialised), a checkpoint after the second."""
+    cfg = dict(
+        model=dict(type='TinyRunnerTestModel'), work_dir=str(work_dir), experiment_name=name,
+        train_dataloader=dict(dataset=dict(type='TinyRunnerTestDataset'), batch_size=2,
+                              sampler=dict(type='DefaultSampler', shuffle=False),
+                              collate_fn=dict(type='default_collate')),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.)),
+        train_cfg=dict(by_epoch=False, max_iters=2),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=2)),
+        env_cfg=dict(dist_cfg=dict(backend='gloo')))
+    if strategy:
+        cfg['strategy'] = dict(type='ViLReFSingleDeviceStrategy')
+    cfg.update(overrides)
+    return Config(cfg)
+
+
+@pytest.mark.parametrize('runner_class', [ViLReFRunner, FlexibleRunner])
+def test_runner_reads_checkpoints_under_the_rule(tmp_path, runner_class):
+    """init_cfg Pretrained, resume and load_from are read by the trust rule (a safetensors
+    file, MMEngine's message hub objects, a refused payload) and MMEngine's loader is its own
+    again afterwards: ViLReFRunner, and FlexibleRunner with ViLReFSingleDeviceStrategy."""
+    flexible = runner_class is FlexibleRunner
+    name = f'{tmp_path.name}_{runner_class.__name__}'
+    weights = {'linear.weight': torch.tensor([[0.5, -2.]]), 'linear.bias': torch.tensor([3.])}
+    save_tensor_checkpoint(weights, str(tmp_path / 'weights.safetensors'))
+    work_dir = tmp_path / 'work'
+
+    runner = runner_class.from_cfg(training_config(
+        work_dir, f'{name}_init', flexible, model=dict(
+            type='TinyRunnerTestModel',
+            init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'weights.safetensors')))))
+    model = runner.train()
+    for key, value in weights.items():  # MMEngine's own loader cannot read safetensors
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+    assert (work_dir / 'iter_2.pth').is_file()
+
+    resumed = runner_class.from_cfg(training_config(
+        work_dir, f'{name}_resume', flexible, resume=True, train_cfg=dict(by_epoch=False,
+                                                                          max_iters=3)))
+    resumed.train()
+    assert resumed.iter == 3
+    # The message hub's history (HistoryBuffer objects) came back from the checkpoint.
+    assert len(resumed.message_hub.get_scalar('train/loss').data[0]) == 3
+
+    marker = tmp_path / 'code_ran'
+    torch.save({'state_dict': weights, 'meta': Payload(marker)}, tmp_path / 'downloaded.pth')
+    refusing = runner_class.from_cfg(training_config(
+        tmp_path / 'other', f'{name}_payload', flexible,
+        load_from=str(tmp_path / 'downloaded.pth')))
+    with pytest.raises(UntrustedCheckpointError, match='downloaded.pth'):
+        refusing.train()
+    assert not marker.exists()
+    assert CheckpointLoader._schemes[''] is load_from_local

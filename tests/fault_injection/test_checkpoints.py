@@ -17,8 +17,8 @@ from vilref_mm.apis import init_model
 from vilref_mm.apis.segmentation import read_backbone_state_dict
 from vilref_mm.models.convert import CheckpointConversionError, convert_checkpoint
 from vilref_mm.utils.checkpoint import (CorruptCheckpointError, IncompleteWeightsError,
-                                        UntrustedCheckpointError, load_checkpoint_file,
-                                        trusted_checkpoints)
+                                        UntrustedCheckpointError, checkpoint_rule,
+                                        load_checkpoint_file, trusted_checkpoints)
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSIFIER = REPO / 'tests' / 'data' / 'configs' / 'tiny_classifier.py'
@@ -127,7 +127,9 @@ def test_payload_refused_by_the_loaders(payload_file, classifier_weights, tmp_pa
     path, marker = payload_file
     with pytest.raises(UntrustedCheckpointError, match=rf'downloaded.pth {UNTRUSTED} \(posix'):
         load_checkpoint_file(str(path))
-    with pytest.raises(UntrustedCheckpointError):  # load_from, resume, init_cfg Pretrained
+    # MMEngine's loader where vilref_mm's runner, strategies and models read (load_from,
+    # resume, init_cfg Pretrained)
+    with checkpoint_rule(), pytest.raises(UntrustedCheckpointError):
         CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
     with pytest.raises(CheckpointConversionError, match=UNTRUSTED):
         convert_checkpoint(str(path), str(tmp_path / 'converted.pth'))

@@ -1,5 +1,6 @@
 """Checkpoint reading (tensors-only with MMEngine's objects allowed; anything else only when
-trusted) and writing (tensor-only .pth or .safetensors, atomically)."""
+trusted; MMEngine's loader inside checkpoint_rule) and writing (tensor-only .pth or
+.safetensors, atomically)."""
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from vilref_mm.utils.checkpoint import (CorruptCheckpointError, UntrustedCheckpointError,
-                                        checkpoint_is_complete, load_checkpoint_file,
+                                        checkpoint_is_complete, checkpoint_rule,
+                                        load_checkpoint_file,
                                         save_tensor_checkpoint, summarize_keys,
                                         trusted_checkpoints)
 
@@ -68,9 +70,9 @@ def test_getattr_is_allowed_only_for_history_buffer_methods(tmp_path):
 def test_mmengine_loader_follows_the_rule(tmp_path):
     path = tmp_path / 'runner.pth'
     torch.save({'message_hub': HistoryBuffer([1.0, 3.0], [1, 1]), 'cfg': Path('x')}, path)
-    with pytest.raises(UntrustedCheckpointError):
+    with checkpoint_rule(), pytest.raises(UntrustedCheckpointError):
         CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
-    with trusted_checkpoints(str(path)):
+    with checkpoint_rule(), trusted_checkpoints(str(path)):
         loaded = CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
     assert loaded['message_hub'].mean() == 2.0
 
@@ -82,8 +84,9 @@ def test_tensor_checkpoint_round_trip(tmp_path, name):
     path = tmp_path / 'out' / name
     save_tensor_checkpoint(tensors, str(path))
     assert list(path.parent.iterdir()) == [path]  # no temporary file left
-    for loaded in (load_checkpoint_file(str(path)),
-                   CheckpointLoader.load_checkpoint(str(path), map_location='cpu')):
+    with checkpoint_rule():
+        through_mmengine = CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
+    for loaded in (load_checkpoint_file(str(path)), through_mmengine):
         assert list(loaded) == ['state_dict'] and set(loaded['state_dict']) == set(tensors)
         for key, tensor in tensors.items():
             assert loaded['state_dict'][key].dtype == tensor.dtype
@@ -122,7 +125,7 @@ def test_trusted_loading_unpickles_only_files_that_need_it(tmp_path, monkeypatch
         return real_load(filename, *args, **kwargs)
 
     monkeypatch.setattr(torch, 'load', recording_load)
-    with trusted_checkpoints(str(tmp_path)):
+    with checkpoint_rule(), trusted_checkpoints(str(tmp_path)):
         for path in (tensors, foreign):
             loaded = CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
             assert torch.equal(loaded['state_dict']['w'], torch.ones(2))

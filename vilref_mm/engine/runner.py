@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from vilref_mm.utils.checkpoint import (CorruptCheckpointError, checkpoint_is_complete,
-                                        load_state_dict_completely)
+                                        checkpoint_rule, load_state_dict_completely)
 from vilref_mm.utils.distributed import batch_size_per_process
 from vilref_mm.utils.fileio import remove_stale_temporaries, replace_durably, temporary_prefix
 from .hooks import DurableCheckpointHook
@@ -147,7 +147,9 @@ class ViLReFRunner(Runner):
       starting a dataloader's workers never draws from the global torch generator;
     - is built quietly by ``build_runner(cfg, quiet=True)``.
 
-    Every checkpoint it reads goes through the trust rule of :mod:`vilref_mm.utils.checkpoint`.
+    Every checkpoint it reads (``load_from``, ``--resume``, ``init_cfg``) goes through the trust
+    rule of :mod:`vilref_mm.utils.checkpoint`, inside :func:`checkpoint_rule` only: MMEngine's
+    loader stays as it is for the rest of the process.
     """
 
     #: While True, :meth:`load_checkpoint` requires every weight of the model.
@@ -264,14 +266,18 @@ class ViLReFRunner(Runner):
                         strict: bool = False,
                         revise_keys: Sequence[Tuple[str, str]] = ((r'^module.', ''), )
                         ) -> dict:
-        """MMEngine's ``load_checkpoint``; while evaluating, every weight of the model must
-        come from the checkpoint (else :class:`IncompleteWeightsError`)."""
+        """MMEngine's ``load_checkpoint`` (also the one :meth:`resume` calls) under the trust
+        rule (:func:`~vilref_mm.utils.checkpoint.checkpoint_rule`); while evaluating, every
+        weight of the model must come from the checkpoint (else
+        :class:`IncompleteWeightsError`)."""
         if not self._evaluating:
-            checkpoint = super().load_checkpoint(filename, map_location, strict,
-                                                 list(revise_keys))
+            with checkpoint_rule():
+                checkpoint = super().load_checkpoint(filename, map_location, strict,
+                                                     list(revise_keys))
             self._loaded_random_states = checkpoint.get('meta', {}).get('random_states')
             return checkpoint
-        checkpoint = _load_checkpoint(filename, map_location=map_location)
+        with checkpoint_rule():
+            checkpoint = _load_checkpoint(filename, map_location=map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         state_dict = checkpoint.get('state_dict', checkpoint)
         revised = OrderedDict()
@@ -288,6 +294,11 @@ class ViLReFRunner(Runner):
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint
+
+    def _init_model_weights(self) -> None:
+        """MMEngine's, with ``init_cfg=dict(type='Pretrained')`` read under the trust rule."""
+        with checkpoint_rule():
+            super()._init_model_weights()
 
     def resume(self, filename: str, resume_optimizer: bool = True,
                resume_param_scheduler: bool = True,

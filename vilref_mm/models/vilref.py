@@ -14,6 +14,7 @@ from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS, TOKENIZER
 
 from vilref_mm.evaluation import ZeroShotClassifier
+from vilref_mm.utils.checkpoint import CheckpointRuleInitMixin
 from .memory import MemoryQueue
 
 Texts = Union[str, Sequence[str], torch.Tensor]
@@ -22,7 +23,7 @@ _MOMENTUM_STATE = re.compile(r'(^|\.)(momentum_|memory_queue\.)')
 
 
 @MODELS.register_module()
-class ViLReF(BaseModel):
+class ViLReF(CheckpointRuleInitMixin, BaseModel):
     """The ViLReF vision-language model (image encoder, BERT text encoder, projections).
 
     Image feature: the image encoder's last output (ViT: ``ln_post(CLS)``,

@@ -1,8 +1,6 @@
 """Reading checkpoints under one trust rule, and writing tensor-only checkpoints.
 
-The rule (docs/security.md), enforced here for every local checkpoint vilref_mm reads
-(``load_from``, ``--resume``, ``init_cfg``, ``tools/test.py``, the converter, the inference
-API and tools):
+The rule (docs/security.md):
 
 - every file is read tensors-only: ``torch.load(weights_only=True)``, or safetensors. The
   objects of MMEngine's own training checkpoints (the message hub's :class:`HistoryBuffer`,
@@ -14,6 +12,13 @@ API and tools):
 
 Unreadable files (corrupt, truncated, not a checkpoint) get an error that says so, never
 advice to trust them.
+
+Where it applies: vilref_mm's converter, inference API and tools read with
+:func:`load_checkpoint_file`. MMEngine's ``CheckpointLoader`` follows the rule only inside
+:func:`checkpoint_rule`, which ``ViLReFRunner`` (``load_from``, ``--resume``, ``init_cfg``),
+the strategies of :mod:`vilref_mm.engine.strategies` and the ``init_weights`` of vilref_mm's
+models (:class:`CheckpointRuleInitMixin`) open while they read; for everything else in the
+process, importing vilref_mm leaves MMEngine's loader as it is.
 """
 import contextlib
 import contextvars
@@ -22,8 +27,9 @@ import os.path as osp
 import pickle
 import re
 import struct
+import threading
 import zipfile
-from typing import Callable, Dict, Iterator, List, Mapping, Sequence, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import safetensors.torch
@@ -194,11 +200,49 @@ def _foreign_globals(path: str, error: BaseException) -> List[str]:
     return re.findall(r'GLOBAL ([\w.]+)', str(error))
 
 
-@CheckpointLoader.register_scheme(prefixes='', force=True)
 def load_local_checkpoint(filename: str, map_location: MapLocation = None) -> dict:
-    """MMEngine's loader for local paths (``load_from``, resume, ``init_cfg``):
+    """MMEngine's loader for local paths inside :func:`checkpoint_rule`:
     :func:`load_checkpoint_file`."""
     return load_checkpoint_file(filename, map_location)
+
+
+_rule_lock = threading.Lock()
+_rule_depth = 0
+_mmengine_local_loader: Optional[Callable] = None
+
+
+@contextlib.contextmanager
+def checkpoint_rule() -> Iterator[None]:
+    """Inside this block MMEngine's ``CheckpointLoader`` (``load_from``, resume,
+    ``init_cfg=dict(type='Pretrained')``, ``mmengine.runner.load_checkpoint``) reads local
+    paths with :func:`load_checkpoint_file`; outside, with MMEngine's own loader.
+
+    Blocks may nest and overlap across threads: MMEngine's loader comes back when the last
+    one ends.
+    """
+    global _rule_depth, _mmengine_local_loader
+    with _rule_lock:
+        if _rule_depth == 0:
+            _mmengine_local_loader = CheckpointLoader._schemes['']
+            CheckpointLoader.register_scheme('', load_local_checkpoint, force=True)
+        _rule_depth += 1
+    try:
+        yield
+    finally:
+        with _rule_lock:
+            _rule_depth -= 1
+            if _rule_depth == 0:
+                CheckpointLoader.register_scheme('', _mmengine_local_loader, force=True)
+
+
+class CheckpointRuleInitMixin:
+    """For a :class:`~mmengine.model.BaseModule`: ``init_weights`` (``init_cfg=dict(
+    type='Pretrained')`` of the module and its children) reads under :func:`checkpoint_rule`,
+    whichever runner, strategy or script calls it."""
+
+    def init_weights(self) -> None:
+        with checkpoint_rule():
+            super().init_weights()
 
 
 def checkpoint_is_complete(filename: str) -> bool:
@@ -303,7 +347,8 @@ def read_checkpoint_state_dict(filename: str) -> Mapping[str, torch.Tensor]:
 
 __all__ = [
     'CheckpointError', 'CorruptCheckpointError', 'UntrustedCheckpointError',
-    'IncompleteWeightsError', 'SAFETENSORS_SUFFIX', 'checkpoint_is_complete', 'is_trusted',
+    'IncompleteWeightsError', 'SAFETENSORS_SUFFIX', 'CheckpointRuleInitMixin',
+    'checkpoint_is_complete', 'checkpoint_rule', 'is_trusted',
     'load_checkpoint_file', 'load_local_checkpoint', 'load_state_dict_completely',
     'read_checkpoint_state_dict', 'save_tensor_checkpoint', 'summarize_keys',
     'training_checkpoint_globals', 'trusted_checkpoints'

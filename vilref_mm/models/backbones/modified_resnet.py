@@ -15,6 +15,8 @@ from mmseg.registry import MODELS as SEG_MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
+from vilref_mm.utils.checkpoint import CheckpointRuleInitMixin
+
 
 @contextlib.contextmanager
 def keep_running_stats(module: nn.Module) -> Iterator[None]:
@@ -156,7 +158,7 @@ class AttentionPool2d(BaseModule):
 
 @MODELS.register_module()
 @SEG_MODELS.register_module()
-class ViLReFModifiedResNet(BaseModule):
+class ViLReFModifiedResNet(CheckpointRuleInitMixin, BaseModule):
     """CLIP's ModifiedResNet (RN50 by default) with multi-level outputs.
 
     Differences from a torchvision ResNet: a stem of three 3x3 convolutions

@@ -8,10 +8,12 @@ from mmpretrain.registry import MODELS
 from mmseg.registry import MODELS as SEG_MODELS
 from torch.utils.checkpoint import checkpoint
 
+from vilref_mm.utils.checkpoint import CheckpointRuleInitMixin
+
 
 @MODELS.register_module()
 @SEG_MODELS.register_module()
-class ViLReFViT(VisionTransformer):
+class ViLReFViT(CheckpointRuleInitMixin, VisionTransformer):
     """Vision Transformer with CLIP's settings, FLIP patch dropout and checkpointing.
 
     mmpretrain's :class:`VisionTransformer` configured as the ViT of CLIP /

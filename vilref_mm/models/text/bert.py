@@ -6,6 +6,8 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from transformers import BertConfig, BertModel
 
+from vilref_mm.utils.checkpoint import CheckpointRuleInitMixin
+
 #: RoBERTa-wwm-ext-base-chinese, the text tower of the ViLReF and Chinese-CLIP
 #: ViT-B/16 and RN50 releases, as Hugging Face ``BertConfig`` arguments.
 ROBERTA_WWM_EXT_BASE_CHINESE = dict(
@@ -28,7 +30,7 @@ POOLINGS = ('cls', 'mean')
 
 
 @MODELS.register_module()
-class ChineseBertEncoder(BaseModule):
+class ChineseBertEncoder(CheckpointRuleInitMixin, BaseModule):
     """BERT text encoder returning the final hidden state of ``[CLS]`` (or the mean over
     the tokens).
 
