@@ -20,9 +20,9 @@ from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint
-from mmpretrain.registry import RUNNERS
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -122,6 +122,8 @@ def _destroy_process_group() -> None:
         dist.destroy_process_group()
 
 
+# MMEngine's root registry: mmpretrain's and mmseg's tools/train.py build ``runner_type`` there
+# before any default scope is set, and every scope's registry falls back to it.
 @RUNNERS.register_module()
 class ViLReFRunner(Runner):
     """MMEngine :class:`~mmengine.runner.Runner` that
