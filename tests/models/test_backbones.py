@@ -8,7 +8,6 @@ from mmpretrain.models.utils import QuickGELU
 from mmpretrain.registry import MODELS
 from mmseg.registry import MODELS as SEG_MODELS
 
-import vilref_mm.utils.checkpoint  # noqa: F401  the safe loader that Pretrained init uses
 from vilref_mm.models.backbones import (ViLReFModifiedResNet, ViLReFViT,
                                         convert_visual_weights)
 

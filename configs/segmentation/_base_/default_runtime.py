@@ -5,7 +5,7 @@ _base_ = ['mmseg::_base_/default_runtime.py']
 
 default_scope = 'mmseg'
 custom_imports = dict(imports=['vilref_mm'], allow_failed_imports=False)
-runner_type = 'mmpretrain.ViLReFRunner'
+runner_type = 'ViLReFRunner'
 
 # Scalars go to work_dir/<timestamp>/vis_data; with VILREF_TENSORBOARD=1 in the environment
 # to TensorBoard as well (docs/segmentation.md).
