@@ -91,7 +91,7 @@ def test_config_conventions(path):
     assert cfg.train_dataloader.batch_size == int(batch)
     assert cfg.train_cfg.type == 'IterBasedTrainLoop'
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
-        assert evaluator.type == 'IoUMetric'
+        assert evaluator.type == 'PerClassIoUMetric'
         assert evaluator.iou_metrics == ['mDice', 'mIoU']
 
     # the training crop reaches the model, and the test setting fits the training crop

@@ -1,9 +1,13 @@
-"""A short CPU fine-tuning on synthetic vessels improves Dice (vilref_mm.apis.segmentation)."""
+"""A short CPU fine-tuning on synthetic vessels improves Dice, tested per class, and paints the
+prediction (vilref_mm.apis.segmentation)."""
+import inspect
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from mmseg.datasets import DRIVEDataset
+from mmseg.visualization import SegLocalVisualizer
 
 import vilref_mm.engine.optimizers  # noqa: F401  (until vilref_mm.engine imports it)
 from vilref_mm.apis.segmentation import finetune_segmentation
@@ -39,7 +43,7 @@ def test_finetuning_improves_vessel_dice(tmp_path, synthetic_fundus):
 
     assert set(trained['Dice']) == {'background', 'vessel'}
     assert 0 <= trained['mDice'] <= 1 and trained['iters'] == ITERS
-    assert trained['mDice'] == pytest.approx(np.mean(list(trained['Dice'].values())))
+    assert trained['mDice'] == pytest.approx(np.mean(list(trained['Dice'].values())), abs=1e-4)
     assert trained['Dice']['vessel'] > initial['Dice']['vessel'] + 0.05, (initial, trained)
     assert trained['mIoU'] > initial['mIoU']
 
@@ -47,9 +51,16 @@ def test_finetuning_improves_vessel_dice(tmp_path, synthetic_fundus):
     checkpoint = load_checkpoint_file(trained['checkpoint'])
     assert any(key.startswith('backbone.layers.2.') for key in checkpoint['state_dict'])
 
-    # the overlay: the first validation photograph, painted where vessels are predicted
+    # the overlay: mmseg's SegLocalVisualizer blends the palette colour of each pixel's
+    # predicted class into the first test photograph
     photo = cv2.imread(str(min((synthetic_fundus / 'vessels/images/validation').glob('*.png'))))
-    overlay = cv2.imread(trained['overlay'])
+    overlay = cv2.imread(trained['overlay']).astype(int)
     assert overlay.shape == photo.shape
-    changed = (overlay != photo).any(axis=2).mean()
-    assert 0.02 < changed < 0.6, changed
+    alpha = inspect.signature(SegLocalVisualizer).parameters['alpha'].default
+    palette = DRIVEDataset.METAINFO['palette']
+    blended = np.stack([(photo * (1 - alpha) + np.array(rgb[::-1]) * alpha).astype(int)
+                        for rgb in palette])
+    distance = np.abs(blended - overlay).max(axis=3)  # per class, per pixel
+    assert (distance.min(axis=0) <= 1).all()
+    vessels = (distance.argmin(axis=0) == 1).mean()
+    assert 0.02 < vessels < 0.6, vessels

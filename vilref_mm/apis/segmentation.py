@@ -1,8 +1,9 @@
 """Fine-tune and evaluate a ViLReF backbone under mmsegmentation decoders, in one call.
 
 :func:`finetune_segmentation` trains a config of ``configs/segmentation`` with the plugin's
-runner, evaluates per class on the validation split and draws the prediction for one
-photograph over it. The demo uses it on the synthetic fundus set::
+runner, tests it (``runner.test()``: the configs' ``PerClassIoUMetric`` gives per-class Dice and
+IoU) and draws the prediction for one photograph with the config's ``SegLocalVisualizer``.
+The demo uses it on the synthetic fundus set::
 
     from vilref_mm.apis.segmentation import finetune_segmentation
     result = finetune_segmentation(
@@ -14,22 +15,17 @@ photograph over it. The demo uses it on the synthetic fundus set::
 import copy
 import os.path as osp
 import time
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Mapping, Optional, Tuple, Union
 
-import cv2
 import mmcv
-import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
+from mmengine.registry import init_default_scope
 from mmseg.apis import inference_model
-from mmseg.evaluation import IoUMetric
 from torch import nn
-from torch.utils.data import DataLoader
 
 from vilref_mm.engine import build_runner, disable_validation, scale_schedule
-from vilref_mm.utils import atomic_open
 from vilref_mm.utils.checkpoint import read_checkpoint_state_dict, trusted_checkpoints
 from vilref_mm.utils.config import innermost_dataset_cfg
 
@@ -85,61 +81,16 @@ def check_backbone_weights(weights: Mapping[str, torch.Tensor], backbone: nn.Mod
             'and head channels to those of the checkpoint with cfg_options')
 
 
-def overlay_prediction(image: np.ndarray, prediction: np.ndarray,
-                       palette: Sequence[Sequence[int]], opacity: float = 0.6) -> np.ndarray:
-    """Paint every class but the background (0) in its palette colour over a BGR image.
-
-    Args:
-        image (np.ndarray): (H, W, 3) uint8 BGR image.
-        prediction (np.ndarray): (H, W) class indices.
-        palette (Sequence): RGB colour of every class (mmseg's ``dataset_meta['palette']``).
-        opacity (float): Weight of the colour. Defaults to 0.6.
-
-    Returns:
-        np.ndarray: The painted BGR image.
-    """
-    painted = image.astype(np.float32)
-    for index, rgb in enumerate(palette):
-        mask = prediction == index
-        if index == 0 or not mask.any():
-            continue
-        painted[mask] = (1 - opacity) * painted[mask] + opacity * np.array(rgb[::-1])
-    return painted.round().astype(np.uint8)
-
-
-def write_png(path: str, image: np.ndarray) -> None:
-    """Write a PNG atomically."""
-    ok, data = cv2.imencode('.png', image)
-    if not ok:
-        raise RuntimeError(f'cannot encode {path} as PNG')
-    with atomic_open(path) as file:
-        file.write(data.tobytes())
-
-
-@torch.no_grad()
-def evaluate_per_class(model: nn.Module, dataloader: DataLoader,
-                       metrics: Sequence[str] = ('mDice', 'mIoU')) -> dict:
-    """mmseg's IoUMetric over a dataloader, per class as well.
-
-    Returns:
-        dict: ``aAcc`` and the means (``mDice``, ``mIoU``) as fractions in [0, 1], and for
-        each metric (``Dice``, ``IoU``) a dict class name -> fraction (NaN for a class that
-        is absent from both prediction and ground truth).
-    """
-    metric = IoUMetric(iou_metrics=list(metrics))
-    metric.dataset_meta = dataloader.dataset.metainfo
-    model.eval()
-    for data_batch in dataloader:
-        metric.process(data_batch, [sample.to_dict() for sample in model.test_step(data_batch)])
-    totals = [sum(result[i] for result in metric.results) for i in range(4)]
-    values = IoUMetric.total_area_to_metrics(*totals, metrics=list(metrics))
-    classes = metric.dataset_meta['classes']
-    result = {'aAcc': float(values.pop('aAcc'))}
-    for name, per_class in values.items():
-        per_class = per_class.numpy() if torch.is_tensor(per_class) else np.asarray(per_class)
-        if f'm{name}' in metrics:
-            result[f'm{name}'] = float(np.nanmean(per_class))
-            result[name] = {c.strip(): float(v) for c, v in zip(classes, per_class)}
+def metrics_by_class(metrics: Mapping[str, float]) -> dict:
+    """The metrics of :class:`~vilref_mm.evaluation.PerClassIoUMetric` as fractions, the
+    per-class ones by metric: ``{'mDice': 0.86, 'Dice': {'vessel': 0.77, ...}, ...}``."""
+    result = {}
+    for key, value in metrics.items():
+        metric, _, class_name = key.partition('.')
+        if class_name:
+            result.setdefault(metric, {})[class_name] = float(value) / 100
+        else:
+            result[key] = float(value) / 100
     return result
 
 
@@ -154,11 +105,14 @@ def finetune_segmentation(config: Union[str, Config],
                           overlay_image: Optional[str] = None,
                           seed: int = 0,
                           quiet: bool = True) -> dict:
-    """Train a segmentation config, evaluate it per class and draw one prediction.
+    """Train a segmentation config, test it per class and draw one prediction.
 
     Training runs through :func:`vilref_mm.engine.build_runner` (checkpoint loading under
     current torch, CPU distributed) without in-training validation; the trained model is
-    then evaluated once on the config's validation split with mmseg's ``IoUMetric``.
+    then tested once with ``runner.test()``: the config's test split and ``test_evaluator``
+    (:class:`~vilref_mm.evaluation.PerClassIoUMetric` in ``configs/segmentation``). The
+    config's visualizer (mmseg's ``SegLocalVisualizer``) paints the prediction for one
+    photograph in the dataset's palette.
 
     Args:
         config (str | Config): A config of ``configs/segmentation``.
@@ -179,15 +133,16 @@ def finetune_segmentation(config: Union[str, Config],
             (:func:`vilref_mm.engine.scale_schedule`). Defaults to the config's.
         cfg_options (dict, optional): Further overrides, as ``--cfg-options`` takes them.
         overlay_image (str, optional): Photograph to predict and paint. Defaults to the first
-            validation image.
+            test image.
         seed (int): Random seed. Defaults to 0.
         quiet (bool): Leave the runner's build (environment, config, hooks) off the console;
             the log file in ``work_dir`` keeps it (``build_runner(quiet=True)``). Defaults
             to True.
 
     Returns:
-        dict: ``mDice``, ``mIoU``, ``aAcc`` (fractions in [0, 1]), ``Dice`` and ``IoU`` (class
-        name -> fraction), ``checkpoint`` (the last checkpoint), ``overlay`` (PNG path),
+        dict: The test metrics as fractions in [0, 1] (:func:`metrics_by_class`: ``aAcc``,
+        ``mDice``, ``mIoU``, ``mAcc``, and class name -> fraction in ``Dice``, ``IoU`` and
+        ``Acc``), ``checkpoint`` (the last checkpoint), ``overlay`` (PNG path),
         ``train_seconds`` and ``iters``.
     """
     cfg = copy.deepcopy(config) if isinstance(config, Config) else Config.fromfile(config)
@@ -206,9 +161,12 @@ def finetune_segmentation(config: Union[str, Config],
                                                             trust_pretrained)
         cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=pretrained,
                                            prefix=prefix or None)
-    val_dataloader_cfg = cfg.val_dataloader
     disable_validation(cfg)
 
+    # Build in the config's scope, as mmseg's tools/train.py does: from another scope
+    # ('mmpretrain', after a pre-training runner) the runtime's 'mmpretrain.ViLReFRunner'
+    # is not found (MMEngine searches a scope's own registry for its own prefix).
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
     runner = build_runner(cfg, quiet=quiet)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     if backbone_weights is not None:
@@ -217,21 +175,18 @@ def finetune_segmentation(config: Union[str, Config],
     with trusted_checkpoints(*([pretrained] if trust_pretrained else [])):
         runner.train()
     train_seconds = time.perf_counter() - start
-
-    dataloader = runner.build_dataloader(val_dataloader_cfg, seed=seed)
-    result = evaluate_per_class(model, dataloader)
-    print_log(f'segmentation on {data_root}: ' + ', '.join(
-        f'{name} {value:.4f}' for name, value in result['Dice'].items()) + ' (Dice)',
-        logger='current')
+    result = metrics_by_class(runner.test())
 
     if overlay_image is None:
-        overlay_image = dataloader.dataset.get_data_info(0)['img_path']
+        overlay_image = runner.test_dataloader.dataset.get_data_info(0)['img_path']
     model.cfg = Config(dict(test_pipeline=copy.deepcopy(
-        innermost_dataset_cfg(val_dataloader_cfg).pipeline)))
-    prediction = inference_model(model, overlay_image).pred_sem_seg.data[0].cpu().numpy()
+        innermost_dataset_cfg(cfg.test_dataloader).pipeline)))
     overlay = osp.join(work_dir, 'overlay.png')
-    write_png(overlay, overlay_prediction(mmcv.imread(overlay_image), prediction,
-                                          dataloader.dataset.metainfo['palette']))
+    # the config's SegLocalVisualizer, with the test set's classes and palette
+    runner.visualizer.add_datasample(
+        'overlay', mmcv.imread(overlay_image, channel_order='rgb'),
+        inference_model(model, overlay_image), draw_gt=False, with_labels=False,
+        out_file=overlay)
 
     last = osp.join(work_dir, 'last_checkpoint')
     checkpoint = None

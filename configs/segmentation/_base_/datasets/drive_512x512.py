@@ -1,4 +1,4 @@
-# mmseg's drive.py with 512 x 512 training crops (ViT inputs) and mDice + mIoU.
+# mmseg's drive.py with 512 x 512 training crops (ViT inputs) and mDice + mIoU, per class too.
 _base_ = ['mmseg::_base_/datasets/drive.py']
 
 crop_size = (512, 512)
@@ -13,5 +13,5 @@ train_pipeline = [
 ]
 train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))
 
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mDice', 'mIoU'])
+val_evaluator = dict(type='PerClassIoUMetric', iou_metrics=['mDice', 'mIoU'])
 test_evaluator = val_evaluator

@@ -37,5 +37,5 @@ val_dataloader = dict(
 # the generator writes no segmentation layout for its test split: test on validation
 test_dataloader = val_dataloader
 
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mDice', 'mIoU'])
+val_evaluator = dict(type='PerClassIoUMetric', iou_metrics=['mDice', 'mIoU'])
 test_evaluator = val_evaluator
