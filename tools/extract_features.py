@@ -14,13 +14,15 @@ Examples::
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Optional, Sequence, Union
 
+import numpy as np
+import torch
 from mmengine.config import DictAction
 
-from vilref_mm.apis.inference import (FEATURES, collect_images, extract_image_features,
-                                      extract_text_features, image_names, init_model,
-                                      save_features)
+from vilref_mm.apis import ViLReFFeatureExtractor, collect_images, image_names
+from vilref_mm.apis.base import Failed, progress_bar
+from vilref_mm.utils.fileio import atomic_open, write_text_atomic
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,12 +34,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='extract the embeddings of the texts in FILE (one a line) '
                         'instead of images')
     parser.add_argument('--out', required=True, metavar='NPY', help='output .npy file')
-    parser.add_argument('--feature', choices=FEATURES, default='embedding',
+    parser.add_argument('--feature', choices=ViLReFFeatureExtractor.FEATURES,
+                        default='embedding',
                         help='image features: the L2-normalised joint embedding (default) '
                         "or the image encoder's output before the projection")
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--device', default='cpu', help="e.g. 'cpu' or 'cuda:0'")
-    parser.add_argument('--no-progress', action='store_true', help='hide the progress bar')
+    parser.add_argument('--no-progress', action='store_true',
+                        help='hide the progress bar (shown when stdout is a terminal)')
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='unpickle the checkpoint in full if it needs Python objects '
                         'besides tensors (only for files whose origin you know; '
@@ -52,26 +56,41 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def save_features(path: Union[str, Path], features: np.ndarray,
+                  names: Optional[Sequence[str]] = None) -> None:
+    """Write features to ``path`` (.npy) and, with ``names``, one name a line to the same
+    path with the suffix .txt; both atomically."""
+    path = Path(path)
+    with atomic_open(path) as file:
+        np.save(file, features)
+    if names is not None:
+        write_text_atomic(path.with_suffix('.txt'), [f'{name}\n' for name in names])
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    failed: List[Tuple[str, str]] = []  # unreadable images: (name, reason)
+    failed: Failed = []  # unreadable images: (name, reason)
     try:
-        model = init_model(args.config, args.checkpoint, args.device, args.cfg_options,
-                           trusted=args.trust_checkpoint)
+        extractor = ViLReFFeatureExtractor(args.config, args.checkpoint, args.device,
+                                           trusted=args.trust_checkpoint,
+                                           cfg_options=args.cfg_options)
         if args.text_file:
             lines = Path(args.text_file).read_text(encoding='utf-8').splitlines()
-            texts = [line.strip() for line in lines if line.strip()]
-            features, names = extract_text_features(model, texts), None
+            feats = extractor.extract_text([line.strip() for line in lines if line.strip()])
+            names = None
         else:
             images = collect_images(args.images)
-            features = extract_image_features(model, images, args.batch_size, args.feature,
-                                              progress=not args.no_progress, failed=failed)
+            with progress_bar(sys.stdout.isatty() and not args.no_progress):
+                feats = extractor(images, args.batch_size, args.feature, failed)
+            if not feats:
+                raise ValueError(f'none of the {len(images)} images could be read')
             unreadable = {name for name, _ in failed}
             names = [name for name in image_names(images) if name not in unreadable]
     except (FileNotFoundError, RuntimeError, ValueError) as error:  # inputs, weights
         print_unreadable(failed)  # when none of the images could be read
         print(f'error: {error}', file=sys.stderr)
         return 1
+    features = torch.stack(feats).float().cpu().numpy()
     save_features(args.out, features, names)
     listing = f' and the images of its rows to {Path(args.out).with_suffix(".txt")}'
     print(f'wrote {features.shape[0]} x {features.shape[1]} features to {args.out}'
@@ -84,7 +103,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def print_unreadable(failed: Sequence[Tuple[str, str]]) -> None:
+def print_unreadable(failed: Failed) -> None:
     """Print each unreadable image and why to stderr."""
     for name, reason in failed:
         print(f'error: {name}: {reason}', file=sys.stderr)

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from PIL import Image
 
-from vilref_mm.apis import extract_image_features, zero_shot
-from vilref_mm.apis.inference import UnreadableImageError
+from vilref_mm.apis import UnreadableImageError, ViLReFFeatureExtractor, ZeroShotInferencer
 from vilref_mm.datasets import ImageReportLMDBDataset
 from vilref_mm.labeling import ReportLabeler
 
@@ -241,23 +241,28 @@ def test_zero_shot_scores_the_readable_images(tmp_path, capsys, tiny_config, tin
                                               tiny_model, folder_with_corrupt_images):
     folder, good, corrupt = folder_with_corrupt_images
     classes = ['normal', 'glaucoma', 'drusen']
+    inferencer = ZeroShotInferencer(tiny_model, class_names=classes)
     with pytest.raises(UnreadableImageError, match=f'{corrupt[0]}: not a readable image'):
-        zero_shot(tiny_model, folder, class_names=classes)
-    result = zero_shot(tiny_model, folder, class_names=classes, skip_unreadable=True,
-                       batch_size=2)
-    expected = zero_shot(tiny_model, good, class_names=classes)
-    assert result.images == good and [name for name, _ in result.failed] == corrupt
-    np.testing.assert_allclose(result.scores, expected.scores, atol=1e-6)
+        inferencer(folder)
+    failed = []
+    results = inferencer(folder, batch_size=2, failed=failed)
+    expected = np.stack([result['pred_scores'] for result in inferencer(good)])
+    assert [result['img_path'] for result in results] == good
+    assert [name for name, _ in failed] == corrupt
+    np.testing.assert_allclose([result['pred_scores'] for result in results], expected,
+                               atol=1e-6)
 
     out = tmp_path / 'scores.json'
     tool = load_module(ROOT / 'tools/zero_shot.py', 'zero_shot_tool')
     assert tool.main([tiny_config, str(tiny_checkpoint), str(folder), '--classes', *classes,
-                      '--out', str(out)]) == 1
+                      '--out', str(out), '--show-dir', str(tmp_path / 'vis')]) == 1
     saved = json.loads(out.read_text(encoding='utf-8'))
     assert [item['file'] for item in saved['images']] == good
     assert [item['file'] for item in saved['failed']] == corrupt
     scores = np.array([[item['scores'][c] for c in classes] for item in saved['images']])
-    np.testing.assert_allclose(scores, expected.scores, atol=1e-5)
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert sorted(path.name for path in (tmp_path / 'vis').iterdir()) == [
+        f'{Path(name).stem}.png' for name in good]
     printed = capsys.readouterr()
     for name in corrupt:
         assert f'error: {name}: not a readable image' in printed.err
@@ -269,9 +274,12 @@ def test_extract_features_writes_the_readable_images(tmp_path, capsys, tiny_conf
                                                      tiny_checkpoint, tiny_model,
                                                      folder_with_corrupt_images):
     folder, good, corrupt = folder_with_corrupt_images
+    extractor = ViLReFFeatureExtractor(tiny_model)
+    with pytest.raises(UnreadableImageError, match=f'{corrupt[0]}: not a readable image'):
+        extractor(folder)
     failed = []
-    features = extract_image_features(tiny_model, folder, batch_size=2, failed=failed)
-    np.testing.assert_allclose(features, extract_image_features(tiny_model, good), atol=1e-6)
+    features = torch.stack(extractor(folder, batch_size=2, failed=failed)).numpy()
+    np.testing.assert_allclose(features, torch.stack(extractor(good)).numpy(), atol=1e-6)
     assert [name for name, _ in failed] == corrupt
 
     out = tmp_path / 'features.npy'
@@ -280,6 +288,8 @@ def test_extract_features_writes_the_readable_images(tmp_path, capsys, tiny_conf
                       '--no-progress']) == 1
     np.testing.assert_allclose(np.load(out), features, atol=1e-5)
     assert out.with_suffix('.txt').read_text().splitlines() == good
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        'features.npy', 'features.txt', 'photos']  # no temporaries left
     printed = capsys.readouterr()
     for name in corrupt:
         assert f'error: {name}: not a readable image' in printed.err

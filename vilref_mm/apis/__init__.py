@@ -1,15 +1,16 @@
 """High-level entry points: run the plugin's workflows from Python.
 
-The inference API is exported here; the demo (:mod:`vilref_mm.apis.demo`) and segmentation
-fine-tuning (:mod:`vilref_mm.apis.segmentation`) are imported from their submodules.
+The inference API is exported here: :class:`ZeroShotInferencer` and
+:class:`ViLReFFeatureExtractor` (mmpretrain inferencers, also registered in MMEngine's
+``INFERENCERS``), and what ViLReF adds to mmpretrain's ``get_model`` and inferencers.
+Segmentation fine-tuning (:mod:`vilref_mm.apis.segmentation`) is imported from its submodule.
 """
-from .inference import (UnreadableImageError, ZeroShotResult, collect_images,
-                        extract_image_features, extract_text_features, format_ranking,
-                        image_names, init_model, retrieve, save_features, select_prompts,
-                        zero_shot, zero_shot_classifier)
+from .base import UnreadableImageError, collect_images, image_names, init_model
+from .feature_extractor import ViLReFFeatureExtractor
+from .inference import retrieve, zero_shot_classifier
+from .zero_shot_inferencer import ZeroShotInferencer
 
 __all__ = [
-    'init_model', 'zero_shot', 'zero_shot_classifier', 'ZeroShotResult', 'format_ranking',
-    'select_prompts', 'extract_image_features', 'extract_text_features', 'retrieve',
-    'collect_images', 'image_names', 'save_features', 'UnreadableImageError'
+    'ZeroShotInferencer', 'ViLReFFeatureExtractor', 'init_model', 'zero_shot_classifier',
+    'retrieve', 'collect_images', 'image_names', 'UnreadableImageError'
 ]
