@@ -32,7 +32,13 @@ val_dataloader = dict(
     persistent_workers=False,
     dataset=dict(data_root=data_root, pipeline=test_pipeline))
 # the generator writes no segmentation layout for its test split: test on validation
-test_dataloader = val_dataloader
+test_dataloader = dict(
+    num_workers=1,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
+        pipeline=test_pipeline))
 
 val_evaluator = dict(type='PerClassIoUMetric', iou_metrics=['mDice', 'mIoU'])
 test_evaluator = val_evaluator
