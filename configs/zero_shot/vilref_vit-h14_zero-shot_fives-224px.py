@@ -1,0 +1,6 @@
+# Zero-shot FIVES (normal, AMD, DR, glaucoma; softmax over the classes) with ViLReF
+# ViT-H/14 (Chinese-CLIP's ViT-H/14 architecture).
+_base_ = ['../_base_/models/vilref_vit-h14.py', './_base_/zero_shot_fives.py']
+
+# Prompts are short: 52 tokens hold any template x class name.
+model = dict(tokenizer=dict(context_length=52), zero_shot={{_base_.zero_shot}})
