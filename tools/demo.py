@@ -3,7 +3,7 @@
 Generates the data, measures the report labeler, pre-trains a small ViLReF with WSCL and the
 memory queue, evaluates it zero-shot (and at initialisation), fine-tunes its image encoder for
 vessel and optic disc/cup segmentation, and writes plots and WORK_DIR/summary.json
-(docs/demo.md).
+(docs/demo.md). The stages are in tools/demo_stages.py, next to this script.
 
 Example:
     python tools/demo.py                       # the full demo in work_dirs/demo
@@ -24,8 +24,9 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import torch  # noqa: E402
 
-from vilref_mm.apis.demo import (DemoOptions, SyntheticDataSpec, format_summary,  # noqa: E402
-                                 run_demo)
+# tools/demo_stages.py: Python puts the script's folder first on sys.path
+from demo_stages import (DemoOptions, SyntheticDataSpec, format_summary,  # noqa: E402
+                         run_demo)
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAIN_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-450it_synthetic-112px.py'

@@ -1,4 +1,6 @@
-"""The demo (tools/demo.py, vilref_mm.apis.demo): end to end at a tiny scale, and its parts."""
+"""The demo (tools/demo.py and its stages, tools/demo_stages.py): end to end at a tiny
+scale, and its parts."""
+import importlib.util
 import json
 import os
 import re
@@ -12,13 +14,21 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from vilref_mm.apis.demo import (DEMO_TARGETS, SyntheticDataSpec, check_targets,
-                                 format_summary, measure_labeler, prepare_synthetic_data)
 from vilref_mm.labeling import ReportLabeler
 from vilref_mm.utils.checkpoint import load_checkpoint_file
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-450it_synthetic-112px.py'
+
+
+def load_stages():
+    spec = importlib.util.spec_from_file_location('demo_stages', REPO / 'tools/demo_stages.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+stages = load_stages()
 
 
 @pytest.fixture(scope='module')
@@ -82,7 +92,7 @@ def test_summary_holds_the_results(demo_run):
 
     assert isinstance(summary['elapsed_s'], float) and summary['elapsed_s'] > 0
     assert summary['pretrain_iters'] == 3
-    assert [check['name'] for check in summary['checks']] == list(DEMO_TARGETS)
+    assert [check['name'] for check in summary['checks']] == list(stages.DEMO_TARGETS)
 
 
 def test_config_and_checkpoints_are_usable(demo_run):
@@ -107,12 +117,14 @@ def test_config_and_checkpoints_are_usable(demo_run):
 
 
 def test_zero_shot_config_repeats_the_demo_score(demo_run, tmp_path):
-    """configs/zero_shot/vilref_vit-tiny-p16_zero-shot_synthetic-112px.py with the demo's weights gives the demo's macro AUROC."""
+    """configs/zero_shot/vilref_vit-tiny-p16_zero-shot_synthetic-112px.py with the demo's
+    weights gives the demo's macro AUROC."""
     work_dir, summary, _ = demo_run
     out = tmp_path / 'metrics.json'
     env = {**os.environ, 'PYTHONPATH': f'{REPO}{os.pathsep}{os.environ.get("PYTHONPATH", "")}'}
     proc = subprocess.run(
-        [sys.executable, 'tools/test.py', 'configs/zero_shot/vilref_vit-tiny-p16_zero-shot_synthetic-112px.py', summary['weights'],
+        [sys.executable, 'tools/test.py',
+         'configs/zero_shot/vilref_vit-tiny-p16_zero-shot_synthetic-112px.py', summary['weights'],
          '--work-dir', str(tmp_path), '--out', str(out), '--cfg-options',
          f'test_dataloader.dataset.data_root={work_dir / "data"}'],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -153,28 +165,28 @@ def test_progress_and_printed_summary(demo_run):
 
 
 def test_data_is_reused_only_when_it_matches(tmp_path):
-    spec = SyntheticDataSpec(num_train=3, num_val=1, num_test=2, size=32, seed=5)
-    _, reused = prepare_synthetic_data(str(tmp_path), spec, reuse=True)
+    spec = stages.SyntheticDataSpec(num_train=3, num_val=1, num_test=2, size=32, seed=5)
+    _, reused = stages.prepare_synthetic_data(str(tmp_path), spec, reuse=True)
     assert not reused
-    meta, reused = prepare_synthetic_data(str(tmp_path), spec, reuse=True)
+    meta, reused = stages.prepare_synthetic_data(str(tmp_path), spec, reuse=True)
     assert reused and meta['counts'] == spec.counts
-    _, reused = prepare_synthetic_data(str(tmp_path), spec, reuse=False)
+    _, reused = stages.prepare_synthetic_data(str(tmp_path), spec, reuse=False)
     assert not reused
-    bigger = SyntheticDataSpec(num_train=4, num_val=1, num_test=2, size=32, seed=5)
-    meta, reused = prepare_synthetic_data(str(tmp_path), bigger, reuse=True)
+    bigger = stages.SyntheticDataSpec(num_train=4, num_val=1, num_test=2, size=32, seed=5)
+    meta, reused = stages.prepare_synthetic_data(str(tmp_path), bigger, reuse=True)
     assert not reused and meta['counts']['train'] == 4
     assert len((tmp_path / 'train.jsonl').read_text().splitlines()) == 4
 
 
 def test_labeler_measurement_counts_mismatches(tmp_path):
-    spec = SyntheticDataSpec(num_train=6, num_val=2, num_test=2, size=32, seed=1)
-    prepare_synthetic_data(str(tmp_path), spec, reuse=False)
+    spec = stages.SyntheticDataSpec(num_train=6, num_val=2, num_test=2, size=32, seed=1)
+    stages.prepare_synthetic_data(str(tmp_path), spec, reuse=False)
     manifest = tmp_path / 'train.jsonl'
     records = [json.loads(line) for line in manifest.read_text().splitlines()]
     records[0]['findings'] = {key: 0.0 if value else 1.0
                               for key, value in records[0]['findings'].items()}
     manifest.write_text(''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in records))
-    result = measure_labeler(str(tmp_path))
+    result = stages.measure_labeler(str(tmp_path))
     assert result['reports'] == 10
     assert result['per_split']['train'] <= 5 / 6
     assert result['accuracy'] <= 9 / 10
@@ -187,13 +199,13 @@ def test_targets_and_summary_table():
                                               gain=0.10, per_class={'normal': 0.85}),
         elapsed_s=700.0, summary_file='s.json', checkpoint='c.pth', config='c.py',
         plots={'roc_curves': 'roc.png'})
-    checks = {check['name']: check for check in check_targets(summary)}
+    checks = {check['name']: check for check in stages.check_targets(summary)}
     assert checks['zero-shot macro AUROC']['passed'] is True
     assert checks['gain over initialisation']['passed'] is False
     assert checks['vessel Dice']['passed'] is None and checks['vessel Dice']['value'] is None
     assert checks['elapsed seconds']['passed'] is False
     summary['checks'] = list(checks.values())
-    table = format_summary(summary)
+    table = stages.format_summary(summary)
     assert 'PASS  zero-shot macro AUROC: 0.850 >= 0.8' in table
     assert 'FAIL  gain over initialisation: 0.100 >= 0.15' in table
     assert 'SKIP  vessel Dice: not measured' in table

@@ -10,7 +10,6 @@ from mmengine.config import Config
 
 import vilref_mm.models  # noqa: F401  registers the losses
 from mmpretrain.registry import MODELS
-from vilref_mm.apis.demo import SyntheticDataSpec
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-450it_synthetic-112px.py'
@@ -71,7 +70,7 @@ def tiny_ablation(tmp_path_factory):
         config.write_text(f'_base_ = [{str(TINY_CONFIG)!r}]\n'
                           f'model = dict(loss=dict(_delete_=True, **{dict(loss)!r}))\n')
         configs.append(str(config))
-    data = SyntheticDataSpec(num_train=8, num_val=2, num_test=12, size=32, seed=3)
+    data = run_ablation.SyntheticDataSpec(num_train=8, num_val=2, num_test=12, size=32, seed=3)
     work_dir = root / 'work'
     summary = run_ablation.run_ablation(configs, [0, 1], str(work_dir), data, max_iters=2)
     return configs, work_dir, data, summary

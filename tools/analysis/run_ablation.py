@@ -3,11 +3,12 @@ scored by zero-shot macro AUROC on the synthetic test split.
 
 For every config (default: all of ``configs/vilref/ablation``, which differ from the demo's
 pre-training config only in ``model.loss``) and every seed, pre-trains as the demo does
-(``vilref_mm.apis.demo.pretrain``, the seed in ``randomness.seed``) and evaluates the last
-checkpoint zero-shot against the generator's findings (``evaluate_zero_shot``). Each run writes
-``WORK_DIR/<config>/seed<k>/result.json``; a run whose result exists is not repeated, so an
-interrupted ablation continues where it stopped. The table (per seed, mean, sample standard
-deviation, range) goes to the console, ``WORK_DIR/ablation.md`` and ``WORK_DIR/ablation.json``.
+(``pretrain`` of ``tools/demo_stages.py``, the seed in ``randomness.seed``) and evaluates the
+last checkpoint zero-shot against the generator's findings (``evaluate_zero_shot``). Each run
+writes ``WORK_DIR/<config>/seed<k>/result.json``; a run whose result exists is not repeated,
+so an interrupted ablation continues where it stopped. The table (per seed, mean, sample
+standard deviation, range) goes to the console, ``WORK_DIR/ablation.md`` and
+``WORK_DIR/ablation.json``.
 The data (``--num-train`` ... ``--data-seed``, the demo's by default) is generated once in
 ``WORK_DIR/data`` and reused while it matches.
 
@@ -23,6 +24,7 @@ import json
 import os
 import os.path as osp
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -33,11 +35,13 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from vilref_mm.apis.demo import (SyntheticDataSpec, evaluate_zero_shot,  # noqa: E402
-                                 prepare_synthetic_data, pretrain)
 from vilref_mm.utils import write_text_atomic  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / 'tools'))  # the demo's stages: tools/demo_stages.py
+from demo_stages import (SyntheticDataSpec, evaluate_zero_shot,  # noqa: E402
+                         prepare_synthetic_data, pretrain)
+
 ABLATION_DIR = REPO / 'configs' / 'vilref' / 'ablation'
 
 

@@ -1,10 +1,13 @@
-"""The CPU demo (``make demo``): the whole method on the built-in synthetic fundus dataset.
+"""The stages of the CPU demo (``make demo``): the whole method on the synthetic fundus set.
 
 :func:`run_demo` generates the data, measures the report labeler against the generator's
 ground truth, pre-trains a small ViLReF with WSCL and the memory queue, evaluates it zero-shot
 on the held-out test split (and the same model at initialisation), fine-tunes the pre-trained
 image encoder for vessel and optic disc/cup segmentation, draws the plots and writes
-``summary.json``. ``tools/demo.py`` is its command line; ``docs/demo.md`` describes the outputs.
+``summary.json``. ``tools/demo.py`` is its command line (next to this module, which it
+imports); ``tools/analysis/run_ablation.py`` pre-trains and evaluates with
+:func:`prepare_synthetic_data`, :func:`pretrain` and :func:`evaluate_zero_shot`;
+``docs/demo.md`` describes the outputs.
 """
 import copy
 import io
