@@ -56,6 +56,22 @@ def test_ablation_configs_are_the_demo_with_another_loss():
         'WeightedSimilarityCouplingLoss', 'LabelSoftTargetLoss', 'MomentumDistillationLoss'}
 
 
+
+def test_momentum_mode_configs_differ_only_in_the_mode():
+    """The momentum-mode ablation: both configs regularise (FLIP, drop path, dropout), so the
+    mode of the momentum towers changes their features, and differ in momentum_eval only."""
+    folder = REPO / 'configs/vilref/ablation/momentum'
+    train, evaluate = (Config.fromfile(folder / f'wscl-flip-momentum-{mode}{ABLATION_SUFFIX}.py')
+                       for mode in ('train', 'eval'))
+    assert (train.model.momentum_eval, evaluate.model.momentum_eval) == (False, True)
+    evaluate.model.momentum_eval = False
+    assert evaluate.to_dict() == train.to_dict()
+    image_encoder = train.model.image_encoder
+    assert image_encoder.mask_ratio > 0 and image_encoder.drop_path_rate > 0
+    assert train.model.text_encoder.bert_cfg.hidden_dropout_prob > 0
+    demo = Config.fromfile(DEMO_CONFIG)
+    assert train.model.loss == demo.model.loss and train.custom_hooks == demo.custom_hooks
+
 @pytest.fixture(scope='module')
 def tiny_ablation(tmp_path_factory):
     """Two losses of the ablation (their model.loss) on the tiny model, seeds 0 and 1, two
