@@ -138,7 +138,8 @@ def prepare_synthetic_data(out_dir: str, spec: SyntheticDataSpec, reuse: bool,
         if matches and all((Path(out_dir) / f'{split}.jsonl').is_file() for split in SPLITS):
             return meta, True
     meta = generate_synthetic_fundus(out_dir, spec.num_train, spec.num_val, spec.num_test,
-                                     size=spec.size, seed=spec.seed, num_workers=num_workers)
+                                     size=spec.size, seed=spec.seed, num_workers=num_workers,
+                                     progress=False)  # the demo prints its own stage lines
     return meta, False
 
 
@@ -171,7 +172,7 @@ def measure_labeler(data_root: str, splits: Sequence[str] = SPLITS) -> dict:
         if not records:
             continue
         labels = report_labels([(r['report'], r.get('eye')) for r in records], lexicon,
-                               manifest)
+                               manifest, progress=False)
         findings = np.array([[r['findings'][key] for key in classes] for r in records],
                             dtype=np.float32)
         per_split[split] = float((labels == findings).all(axis=1).mean())

@@ -21,7 +21,6 @@ import mmcv
 import torch
 from mmengine.config import Config
 from mmengine.model import is_model_wrapper
-from mmengine.registry import init_default_scope
 from mmseg.apis import inference_model
 from torch import nn
 
@@ -163,10 +162,6 @@ def finetune_segmentation(config: Union[str, Config],
                                            prefix=prefix or None)
     disable_validation(cfg)
 
-    # Build in the config's scope, as mmseg's tools/train.py does: from another scope
-    # ('mmpretrain', after a pre-training runner) the runtime's 'mmpretrain.ViLReFRunner'
-    # is not found (MMEngine searches a scope's own registry for its own prefix).
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
     runner = build_runner(cfg, quiet=quiet)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     if backbone_weights is not None:
