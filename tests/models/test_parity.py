@@ -2,25 +2,38 @@
 
 A random cn-clip model is saved in the release's file format, converted with the
 plugin's converter, loaded into the model built from the plugin's config, and both
-must give the same features; the tokenizer must give cn-clip's token ids.
+must give the same features; the tokenizer must give cn-clip's token ids. This holds for
+the whole Chinese-CLIP family (ViT-B/16, ViT-L/14, ViT-L/14@336, ViT-H/14, RN50 with RBT3)
+and ViLReF's RN50: at full size for the small models, and for ViT-L/H with the full widths
+but fewer blocks (the full-size ones are slow); every full-size release's keys, shapes and
+attention heads are checked against its configs on the meta device.
 """
+import json
 import subprocess
 import sys
+from importlib.resources import files
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
+from mmpretrain.models.backbones import VisionTransformer
 
 import vilref_mm.models  # noqa: F401  registers the modules
 from mmpretrain.registry import MODELS
-from vilref_mm.models import ChineseBertTokenizer, convert_checkpoint
+from vilref_mm.models import (ChineseBertTokenizer, ConvertedCheckpoint, convert_checkpoint,
+                              convert_release_state_dict)
+from vilref_mm.models.backbones.convert import state_dict_mismatches
 from vilref_mm.models.text.tokenizer import FAST_PATH_RANGES
 
 cn_clip_utils = pytest.importorskip('cn_clip.clip.utils')
 cn_clip_data = pytest.importorskip('cn_clip.training.data')
+cn_clip_model = pytest.importorskip('cn_clip.clip.model')
 FullTokenizer = cn_clip_utils._tokenizer.__class__
+#: cn-clip's architecture JSONs, which its create_model reads.
+MODEL_CONFIGS = files('cn_clip') / 'clip' / 'model_configs'
 
 ROOT = Path(__file__).parents[2]
 TOL = 1e-4
@@ -133,10 +146,22 @@ def save_release_checkpoint(model: torch.nn.Module, path: Path) -> None:
     torch.save({'epoch': 20, 'step': 35000, 'name': 'vilref', 'state_dict': state_dict}, path)
 
 
-def build_reference(name: str) -> torch.nn.Module:
-    """A random cn-clip model in fp32 eval mode (no download)."""
+def reference_info(name: str, **overrides) -> dict:
+    """cn-clip's ``CLIP`` arguments for ``name`` (``'ViT-L-14@RoBERTa-wwm-ext-base-chinese'``),
+    read from its JSONs as its create_model does, with ``overrides``."""
+    info = {}
+    for part in name.split('@'):
+        info.update(json.loads((MODEL_CONFIGS / f'{part}.json').read_text()))
+    if isinstance(info['vision_layers'], str):
+        info['vision_layers'] = json.loads(info['vision_layers'])
+    return {**info, **overrides}
+
+
+def build_reference(name: str, **overrides) -> torch.nn.Module:
+    """A random cn-clip model in fp32 eval mode (no download), ``overrides`` as for
+    :func:`reference_info`."""
     torch.manual_seed(0)
-    model = cn_clip_utils.create_model(name).float().eval()
+    model = cn_clip_model.CLIP(**reference_info(name, **overrides)).eval()
     # non-trivial BatchNorm parameters and statistics (cn-clip zero-initialises the last BN
     # of each bottleneck), so that every weight and buffer matters
     with torch.no_grad():
@@ -149,12 +174,46 @@ def build_reference(name: str) -> torch.nn.Module:
     return model
 
 
-@pytest.mark.parametrize('name, config, use_cli', [
-    ('ViT-B-16@RoBERTa-wwm-ext-base-chinese', 'configs/vilref/pretrain_vitb.py', True),
-    ('RN50@RoBERTa-wwm-ext-base-chinese', 'configs/vilref/pretrain_rn50.py', False),
-])
-def test_converted_release_matches_reference(tmp_path, name, config, use_cli):
-    reference = build_reference(name)
+def with_fewer_layers(model_cfg: Config, num_layers: int) -> Config:
+    """The ViT model config with ``num_layers`` image blocks and text layers, all else kept."""
+    image_encoder = model_cfg.image_encoder
+    image_encoder.arch = dict(VisionTransformer.arch_zoo[image_encoder.arch],
+                              num_layers=num_layers)
+    text_encoder = model_cfg.text_encoder
+    text_encoder.bert_cfg = dict(text_encoder.get('bert_cfg') or {},
+                                 num_hidden_layers=num_layers)
+    return model_cfg
+
+
+#: cn-clip's model -> the family's pre-training and zero-shot configs and input size.
+FAMILY = {
+    'ViT-B-16@RoBERTa-wwm-ext-base-chinese':
+    ('vilref/vilref_vit-b16_8xb32-20e_fundus-reports-224px.py',
+     'zero_shot/vilref_vit-b16_zero-shot_fives-224px.py', 224),
+    'RN50@RoBERTa-wwm-ext-base-chinese':
+    ('vilref/vilref_rn50_8xb32-20e_fundus-reports-224px.py', None, 224),
+    'RN50@RBT3-chinese':
+    ('vilref/vilref_rn50-rbt3_8xb32-20e_fundus-reports-224px.py',
+     'zero_shot/vilref_rn50-rbt3_zero-shot_fives-224px.py', 224),
+    'ViT-L-14@RoBERTa-wwm-ext-base-chinese':
+    ('vilref/vilref_vit-l14_8xb32-20e_fundus-reports-224px.py',
+     'zero_shot/vilref_vit-l14_zero-shot_fives-224px.py', 224),
+    'ViT-L-14-336@RoBERTa-wwm-ext-base-chinese':
+    ('vilref/vilref_vit-l14-336_8xb32-20e_fundus-reports-336px.py',
+     'zero_shot/vilref_vit-l14-336_zero-shot_fives-336px.py', 336),
+    'ViT-H-14@RoBERTa-wwm-ext-large-chinese':
+    ('vilref/vilref_vit-h14_8xb32-20e_fundus-reports-224px.py',
+     'zero_shot/vilref_vit-h14_zero-shot_fives-224px.py', 224),
+}
+
+
+def assert_converted_release_matches(tmp_path: Path, reference: torch.nn.Module,
+                                     model_cfg: Config, image_size: int,
+                                     use_cli: bool = False,
+                                     cli_options: Sequence[str] = ()) -> None:
+    """Save ``reference`` as a release, convert it (with the tool and ``cli_options``, or the
+    function), load it strictly into the model of ``model_cfg`` and compare features and
+    tokens."""
     src, dst = tmp_path / 'release.pt', tmp_path / 'converted.pth'
     save_release_checkpoint(reference, src)
     # compare against the weights as saved (fp16-rounded), in fp32
@@ -163,15 +222,16 @@ def test_converted_release_matches_reference(tmp_path, name, config, use_cli):
          for k, v in torch.load(src, weights_only=True)['state_dict'].items()})
     if use_cli:
         subprocess.run([sys.executable, str(ROOT / 'tools/model_converters/vilref_to_mm.py'),
-                        str(src), str(dst)], check=True, cwd=ROOT)
+                        str(src), str(dst), *cli_options], check=True, cwd=ROOT)
     else:
         convert_checkpoint(str(src), str(dst))
+    src.unlink()
 
-    model = MODELS.build(Config.fromfile(ROOT / config).model).eval()
+    model = MODELS.build(model_cfg).eval()
     load_checkpoint(model, str(dst), strict=True)
 
     torch.manual_seed(1)
-    images = torch.randn(2, 3, 224, 224)
+    images = torch.randn(2, 3, image_size, image_size)
     texts = [TEXTS[11], LONG_REPORT]
     text_ids = cn_clip_utils.tokenize([cn_clip_data._preprocess_text(t) for t in texts],
                                       context_length=model.tokenizer.context_length)
@@ -188,3 +248,102 @@ def test_converted_release_matches_reference(tmp_path, name, config, use_cli):
                                    ref_text / ref_text.norm(dim=-1, keepdim=True),
                                    rtol=0, atol=TOL)
         assert model.logit_scale.item() == reference.logit_scale.item()
+
+
+@pytest.mark.parametrize('name, config, use_cli', [
+    ('ViT-B-16@RoBERTa-wwm-ext-base-chinese', 'configs/vilref/pretrain_vitb.py', True),
+    ('RN50@RoBERTa-wwm-ext-base-chinese', 'configs/vilref/pretrain_rn50.py', False),
+    ('RN50@RBT3-chinese', 'configs/' + FAMILY['RN50@RBT3-chinese'][0], False),
+])
+def test_converted_release_matches_reference(tmp_path, name, config, use_cli):
+    assert_converted_release_matches(
+        tmp_path, build_reference(name), Config.fromfile(ROOT / config).model, 224, use_cli)
+
+
+LARGE = [name for name in FAMILY if name.startswith(('ViT-L', 'ViT-H'))]
+
+
+@pytest.mark.parametrize('name', LARGE)
+def test_converted_large_release_with_two_layers_matches_reference(tmp_path, name):
+    """ViT-L/14, ViT-L/14@336 and ViT-H/14 at full width (patch 14, the releases' position
+    embeddings, ViT-H's 16 heads of 80, the large RoBERTa's 1024 width and 16 heads) with two
+    image blocks and two text layers: the pre-training config with those depths."""
+    config, _, image_size = FAMILY[name]
+    reference = build_reference(name, vision_layers=2, text_num_hidden_layers=2)
+    model_cfg = with_fewer_layers(Config.fromfile(ROOT / 'configs' / config).model, 2)
+    assert_converted_release_matches(tmp_path, reference, model_cfg, image_size)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', LARGE)
+def test_converted_full_size_large_release_matches_reference(tmp_path, name):
+    """As above at full size, in the zero-shot config (no momentum towers): 406-958 M
+    parameters; measured on 2 CPU cores 17, 27 and 49 s, peak memory 6.1, 6.1 and 12.7 GB."""
+    _, config, image_size = FAMILY[name]
+    assert_converted_release_matches(tmp_path, build_reference(name),
+                                     Config.fromfile(ROOT / 'configs' / config).model,
+                                     image_size)
+
+
+def test_tool_converts_heads_of_a_given_width(tmp_path):
+    """A ViT whose heads are neither 64 wide nor ViT-H's (160 wide, 2 heads of 80): the tool
+    refuses it without --vision-head-width and converts it with the option."""
+    reference = build_reference('ViT-B-16@RBT3-chinese', embed_dim=64, image_resolution=56,
+                                vision_layers=2, vision_width=160, vision_head_width=80,
+                                vision_patch_size=14)
+    model_cfg = Config.fromfile(ROOT / 'configs/_base_/models/vilref_vit-b16.py').model
+    model_cfg.image_encoder.update(
+        arch=dict(embed_dims=160, num_layers=2, num_heads=2, feedforward_channels=640),
+        img_size=56, patch_size=14)
+    model_cfg.text_encoder.bert_cfg = dict(num_hidden_layers=3)
+    model_cfg.embed_dims = 64
+    save_release_checkpoint(reference, tmp_path / 'release.pt')
+    tool = subprocess.run([sys.executable, str(ROOT / 'tools/model_converters/vilref_to_mm.py'),
+                           str(tmp_path / 'release.pt'), str(tmp_path / 'converted.pth')],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert tool.returncode == 1 and '--vision-head-width' in tool.stderr
+    assert not (tmp_path / 'converted.pth').exists()
+    assert_converted_release_matches(tmp_path, reference, model_cfg, 56, use_cli=True,
+                                     cli_options=('--vision-head-width', '80'))
+
+
+def attention_heads(model: torch.nn.Module) -> dict:
+    """The number of attention heads of every attention module of a :class:`ViLReF`."""
+    heads = {name: module.num_heads for name, module in model.named_modules()
+             if hasattr(module, 'num_heads')}
+    heads['text_encoder'] = model.text_encoder.bert.config.num_attention_heads
+    return heads
+
+
+def convert_meta_release(name: str, **kwargs) -> ConvertedCheckpoint:
+    """A full-size release of cn-clip's ``name`` converted on the meta device (shapes only),
+    ``kwargs`` for :func:`convert_release_state_dict`."""
+    with torch.device('meta'):
+        return convert_release_state_dict(
+            cn_clip_model.CLIP(**reference_info(name)).state_dict(), **kwargs)
+
+
+@pytest.mark.parametrize('name', FAMILY)
+def test_full_size_release_fits_its_configs(name):
+    """Every key and shape of the full-size release, converted, fits the family's configs
+    (pre-training and zero-shot), and the converter infers their attention heads."""
+    converted = convert_meta_release(name)
+    assert not converted.unmatched
+    for config in filter(None, FAMILY[name][:2]):
+        model_cfg = Config.fromfile(ROOT / 'configs' / config).model
+        with torch.device('meta'):
+            model = MODELS.build(model_cfg)
+            inferred = MODELS.build({**model_cfg, **converted.model_cfg})
+        online = {k: v for k, v in model.state_dict().items()
+                  if not k.startswith(('momentum_', 'memory_queue.'))}
+        assert state_dict_mismatches(online, converted.state_dict) == [], config
+        assert attention_heads(inferred) == attention_heads(model), config
+
+
+def test_vit_h_heads_are_80_wide_unless_told():
+    """cn-clip's ViT-H/14 has 16 heads of 80; the head width can be given for other releases."""
+    name = 'ViT-H-14@RoBERTa-wwm-ext-large-chinese'
+    assert reference_info(name)['vision_head_width'] == 80
+    for head_width, heads in ((None, 16), (80, 16), (64, 20)):
+        converted = convert_meta_release(name, vision_head_width=head_width)
+        assert converted.model_cfg['image_encoder']['arch']['num_heads'] == heads

@@ -7,6 +7,9 @@ Examples::
     # the image encoder only, for init_cfg=dict(type='Pretrained', checkpoint=...) of a backbone
     python tools/model_converters/vilref_to_mm.py ViLReF_ViT.pt \
         checkpoints/vilref_vit-b16_backbone.pth --backbone-only
+    # Chinese-CLIP's ViT-H/14 (16 heads of 80: the default for a 1280-wide ViT) and the rest
+    # of the family, detected from the shapes (docs/model.md)
+    python tools/model_converters/vilref_to_mm.py clip_cn_vit-h-14.pt checkpoints/cnclip_vith14.pth
     # a .safetensors destination writes safetensors (read wherever a .pth is)
     python tools/model_converters/vilref_to_mm.py ViLReF_ViT.pt \
         checkpoints/vilref_vitb16.safetensors
@@ -32,13 +35,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         action='store_true',
         help='write only the image encoder under the backbone\'s own parameter names (for '
         "a classification / segmentation backbone's init_cfg=dict(type='Pretrained'))")
+    parser.add_argument(
+        '--vision-head-width',
+        type=int,
+        help='width of one attention head of the image encoder, which the weights do not '
+        'tell (default: 80 for a 1280-wide ViT, as Chinese-CLIP ViT-H/14; else 64)')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        converted = convert_checkpoint(args.src, args.dst, backbone_only=args.backbone_only)
+        converted = convert_checkpoint(args.src, args.dst, backbone_only=args.backbone_only,
+                                       vision_head_width=args.vision_head_width)
     except (CheckpointConversionError, FileNotFoundError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1

@@ -9,18 +9,25 @@ ViT or ModifiedResNet), ``bert.*`` (Hugging Face BERT names),
 ``text_projection``, ``logit_scale``); :func:`convert_checkpoint` does it from
 file to file (the logic behind ``tools/model_converters/vilref_to_mm.py``).
 """
+import copy
 import re
-from typing import Dict, List, Mapping, NamedTuple
+from typing import Dict, List, Mapping, NamedTuple, Optional
 
 import torch
 
 from vilref_mm.utils.checkpoint import (CheckpointError, load_checkpoint_file,
                                         save_tensor_checkpoint)
-from .backbones.convert import convert_visual_weights, state_dict_mismatches
+from .backbones.convert import (HEAD_WIDTH, VisualWeights, convert_visual_weights,
+                                state_dict_mismatches)
 from .text.bert import ChineseBertEncoder
 
 #: Width of one attention head of the released BERT text towers.
 BERT_HEAD_WIDTH = 64
+
+#: Attention-head width of the released ViT image encoders by their width, where it is not
+#: :data:`HEAD_WIDTH` (64): Chinese-CLIP's ViT-H/14, 1280 wide, has 16 heads of 80 (cn-clip's
+#: ``vision_head_width``). The number of heads is not in the weights' shapes.
+VISION_HEAD_WIDTHS = {1280: 80}
 
 #: Source keys of the model outside ``visual.*`` and ``bert.*``.
 _TOP_LEVEL_KEYS = ('text_projection', 'logit_scale')
@@ -120,6 +127,27 @@ def _check_text_weights(bert_cfg: dict, weights: Mapping[str, torch.Tensor]) -> 
             + '; '.join(problems))
 
 
+def _image_encoder_cfg(image: VisualWeights, head_width: Optional[int]) -> dict:
+    """The image encoder's config with attention heads ``head_width`` wide (None: by
+    :data:`VISION_HEAD_WIDTHS` for a ViT, else :data:`HEAD_WIDTH`)."""
+    cfg = copy.deepcopy(image.backbone_cfg)
+    if cfg['type'] == 'ViLReFViT':
+        heads_cfg, width = cfg['arch'], cfg['arch']['embed_dims']
+        default_head_width = VISION_HEAD_WIDTHS.get(width, HEAD_WIDTH)
+    else:
+        heads_cfg = cfg
+        width = image.state_dict['attnpool.positional_embedding'].shape[1]
+        default_head_width = HEAD_WIDTH
+    head_width = default_head_width if head_width is None else head_width
+    if head_width <= 0 or width % head_width:
+        raise CheckpointConversionError(
+            f'the {cfg["type"]} image encoder is {width} wide: attention heads {head_width} '
+            'wide do not divide it; give the width of its heads (vision_head_width, '
+            '--vision-head-width of tools/model_converters/vilref_to_mm.py)')
+    heads_cfg['num_heads'] = width // head_width
+    return cfg
+
+
 def _to_float32(weights: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Floating-point tensors as contiguous float32 (integer buffers unchanged)."""
     return {
@@ -128,17 +156,22 @@ def _to_float32(weights: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     }
 
 
-def convert_release_state_dict(state_dict: Mapping[str, torch.Tensor]) -> ConvertedCheckpoint:
+def convert_release_state_dict(state_dict: Mapping[str, torch.Tensor],
+                               vision_head_width: Optional[int] = None) -> ConvertedCheckpoint:
     """Map a release's state dict onto :class:`ViLReF`.
 
-    The image encoder (ViT or ModifiedResNet) and the BERT size are detected
-    from the keys and shapes; the result loads strictly into the model built
-    from ``ConvertedCheckpoint.model_cfg`` (for the ViLReF releases:
-    ``configs/vilref/pretrain_vitb.py`` and ``pretrain_rn50.py``).
+    The image encoder (ViT or ModifiedResNet, any width, depth, patch size
+    and resolution) and the BERT size are detected from the keys and shapes;
+    the result loads strictly into the model built from
+    ``ConvertedCheckpoint.model_cfg`` and into the configs of the releases
+    (``configs/_base_/models/``, docs/model.md).
 
     Args:
         state_dict (Mapping[str, torch.Tensor]): Output of
             :func:`read_release_state_dict` (no ``module.`` prefixes).
+        vision_head_width (int, optional): Width of one attention head of the
+            image encoder, which the shapes do not tell. Defaults to None: 80
+            for a 1280-wide ViT (Chinese-CLIP ViT-H/14), else 64.
 
     Returns:
         ConvertedCheckpoint: The converted weights, float32.
@@ -186,7 +219,7 @@ def convert_release_state_dict(state_dict: Mapping[str, torch.Tensor]) -> Conver
     converted['text_projection'] = text_projection
     converted['logit_scale'] = state_dict['logit_scale'].reshape(())
     model_cfg = dict(
-        image_encoder=image.backbone_cfg,
+        image_encoder=_image_encoder_cfg(image, vision_head_width),
         text_encoder=dict(type='ChineseBertEncoder', bert_cfg=bert_cfg),
         embed_dims=embed_dims,
         image_projection=image.projection is not None)
@@ -194,7 +227,8 @@ def convert_release_state_dict(state_dict: Mapping[str, torch.Tensor]) -> Conver
         _to_float32(converted), _to_float32(image.state_dict), model_cfg, unmatched)
 
 
-def convert_checkpoint(src: str, dst: str, backbone_only: bool = False) -> ConvertedCheckpoint:
+def convert_checkpoint(src: str, dst: str, backbone_only: bool = False,
+                       vision_head_width: Optional[int] = None) -> ConvertedCheckpoint:
     """Convert a released checkpoint file into a tensor-only plugin checkpoint.
 
     Args:
@@ -206,12 +240,14 @@ def convert_checkpoint(src: str, dst: str, backbone_only: bool = False) -> Conve
             backbone's own names, for ``init_cfg=dict(type='Pretrained',
             checkpoint=dst)`` of a classification or segmentation backbone.
             Defaults to False (the whole :class:`ViLReF`, for ``load_from``).
+        vision_head_width (int, optional): See
+            :func:`convert_release_state_dict`. Defaults to None.
 
     Returns:
         ConvertedCheckpoint: What was converted (and the ignored keys).
     """
     try:
-        converted = convert_release_state_dict(read_release_state_dict(src))
+        converted = convert_release_state_dict(read_release_state_dict(src), vision_head_width)
     except CheckpointConversionError as err:
         message = str(err)
         raise CheckpointConversionError(
