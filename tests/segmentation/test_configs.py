@@ -1,6 +1,8 @@
 """Every config of configs/segmentation: conventions, build, and a full-size prediction."""
 import copy
+import json
 import re
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +11,12 @@ import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
+from mmpretrain.models.backbones import VisionTransformer
+from mmpretrain.models.utils import resize_pos_embed
 from mmseg.apis import inference_model
 from mmseg.registry import DATASETS, MODELS
 
+from vilref_mm.models import convert_checkpoint
 from vilref_mm.utils.config import innermost_dataset_cfg
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / 'configs' / 'segmentation'
@@ -22,7 +27,7 @@ SHRINK = 16
 CLIP_MEAN = [122.771, 116.746, 104.094]
 CLIP_STD = [68.501, 66.632, 70.323]
 # {algorithm}_{backbone}_{gpus}xb{batch}-{schedule}_{dataset}-{crop}.py
-NAME = re.compile(r'^(upernet|fcn)_vilref-(vit-b16|rn50|vit-mini-p16)_(\d+)xb(\d+)-(\w+)_'
+NAME = re.compile(r'^(upernet|fcn)_vilref-(vit-b16|vit-l14|rn50|vit-mini-p16)_(\d+)xb(\d+)-(\w+)_'
                   r'(drive|chase-db1|stare|hrf|refuge|synthetic-vessels|synthetic-odoc)-'
                   r'(\d+)x(\d+)$')
 DATASETS_BY_NAME = {'drive': 'DRIVEDataset', 'chase-db1': 'ChaseDB1Dataset',
@@ -37,14 +42,16 @@ def config_id(path: Path) -> str:
 def shrink_model(cfg: Config) -> Config:
     """The config with every width divided by :data:`SHRINK` (same depths, heads, outputs).
 
-    ViT-B/16 becomes 48 wide (12 blocks, 12 heads of 4), ModifiedResNet-50 4 channels wide at
-    the stem (stages of 16-128), necks and heads as thin: a cheap stand-in that keeps every
-    index, scale and test setting of the config.
+    ViT-B/16 becomes 48 wide (12 blocks, 12 heads of 4), ViT-L/14 64 wide (24 blocks, 16
+    heads of 4), ModifiedResNet-50 4 channels wide at the stem (stages of 16-128), necks and
+    heads as thin: a cheap stand-in that keeps every index, scale and test setting of the
+    config.
     """
     model = cfg.model
     if model.backbone.type == 'ViLReFViT':
-        model.backbone.arch = dict(embed_dims=768 // SHRINK, num_layers=12, num_heads=12,
-                                   feedforward_channels=3072 // SHRINK)
+        arch = VisionTransformer.arch_zoo[model.backbone.arch]
+        model.backbone.arch = dict(arch, embed_dims=arch['embed_dims'] // SHRINK,
+                                   feedforward_channels=arch['feedforward_channels'] // SHRINK)
     else:
         model.backbone.base_channels = 64 // SHRINK
     for part in ('neck', 'decode_head', 'auxiliary_head'):
@@ -70,6 +77,7 @@ def test_expected_configs_exist():
     for dataset in ('drive', 'refuge'):
         assert f'upernet_vilref-rn50_4xb4-40kit_{dataset}-512x512' in names
     assert 'fcn_vilref-vit-b16_4xb4-40kit_drive-512x512' in names
+    assert 'upernet_vilref-vit-l14_4xb4-40kit_drive-518x518' in names
     assert {c.stem.split('_')[-1].rsplit('-', 1)[0] for c in SYNTHETIC_CONFIGS} == {
         'synthetic-vessels', 'synthetic-odoc'}
 
@@ -131,6 +139,16 @@ def test_config_conventions(path):
             assert cfg.model.neck.scales == [4, 2, 1, 0.5]
             assert cfg.model.auxiliary_head.type == 'FCNHead'
         assert cfg.optim_wrapper.constructor == 'BackboneLayerDecayOptimWrapperConstructor'
+    if backbone == 'vit-l14':
+        assert model_backbone.arch == 'l' and model_backbone.patch_size == 14
+        assert model_backbone.init_cfg.type == 'Pretrained'
+        # blocks 8, 12, 16 and 24 of 24, as ViT-B/16's 4, 6, 8 and 12 of 12
+        assert tuple(model_backbone.out_indices) == (7, 11, 15, 23)
+        assert cfg.model.neck.type == 'MultiLevelNeck'
+        assert cfg.model.neck.scales == [4, 2, 1, 0.5]
+        assert cfg.model.neck.in_channels == cfg.model.decode_head.in_channels == [1024] * 4
+        assert cfg.model.auxiliary_head.in_channels == 1024
+        assert cfg.optim_wrapper.constructor == 'BackboneLayerDecayOptimWrapperConstructor'
 
 
 @pytest.mark.parametrize('path', [c for c in CONFIGS if c not in SYNTHETIC_CONFIGS],
@@ -142,7 +160,8 @@ def test_full_size_model_builds(path):
     assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
     assert model.decode_head.num_classes == cfg.model.decode_head.num_classes
     backbone_params = sum(p.numel() for p in model.backbone.parameters())
-    expected = 86e6 if cfg.model.backbone.type == 'ViLReFViT' else 38.3e6  # with attnpool
+    # ViT-B/16, ViT-L/14, ModifiedResNet-50 with its attention pool
+    expected = {'b': 86e6, 'l': 303e6}.get(cfg.model.backbone.get('arch'), 38.3e6)
     assert expected * 0.95 < backbone_params < expected * 1.1, backbone_params
 
 
@@ -207,3 +226,42 @@ def test_vit_b16_predicts_drive_image():
     cfg.model.backbone.init_cfg = None
     image = np.random.default_rng(0).integers(0, 256, (584, 565, 3), dtype=np.uint8)
     _predict(cfg, image)
+
+
+def test_vit_l14_backbone_loads_a_converted_patch14_release(tmp_path):
+    """A release shaped as ViT-L/14 (patch 14, 24 blocks, 224 px) but 64 wide like the reduced
+    config (16 heads of 4), converted for the backbone alone, loads into the ViT-L/14
+    UPerNet's backbone through its init_cfg, the position embeddings resized from 16 x 16 to
+    the 37 x 37 patches of a 518 px crop; the backbone returns its four levels."""
+    cn_clip_model = pytest.importorskip('cn_clip.clip.model')
+    cfg = shrink_model(
+        Config.fromfile(CONFIG_DIR / 'upernet_vilref-vit-l14_4xb4-40kit_drive-518x518.py'))
+    arch = cfg.model.backbone.arch
+    text = json.loads((files('cn_clip') / 'clip' / 'model_configs' /
+                       'RBT3-chinese.json').read_text())
+    text.update(text_hidden_size=64, text_num_attention_heads=1, text_intermediate_size=128,
+                text_num_hidden_layers=1)
+    torch.manual_seed(0)
+    release = cn_clip_model.CLIP(
+        embed_dim=32, image_resolution=224, vision_layers=arch['num_layers'],
+        vision_width=arch['embed_dims'], vision_patch_size=14,
+        vision_head_width=arch['embed_dims'] // arch['num_heads'], **text)
+    src, dst = tmp_path / 'release.pt', tmp_path / 'backbone.pth'
+    torch.save({'state_dict': release.state_dict()}, src)
+    converted = convert_checkpoint(str(src), str(dst), backbone_only=True,
+                                   vision_head_width=arch['embed_dims'] // arch['num_heads'])
+    assert converted.model_cfg['image_encoder']['arch'] == arch
+
+    cfg.model.backbone.init_cfg.checkpoint = str(dst)
+    backbone = MODELS.build(cfg.model.backbone)
+    backbone.init_weights()
+    state = backbone.state_dict()
+    assert set(state) == set(converted.backbone_state_dict)
+    for key, value in converted.backbone_state_dict.items():
+        if key == 'pos_embed':
+            assert value.shape[1] == 1 + 16 * 16 and backbone.patch_resolution == (37, 37)
+            value = resize_pos_embed(value, (16, 16), (37, 37), 'bicubic', 1)
+        torch.testing.assert_close(state[key], value, msg=key)
+    with torch.no_grad():
+        levels = backbone.eval()(torch.randn(1, 3, 70, 98))
+    assert [tuple(level.shape) for level in levels] == [(1, 64, 5, 7)] * 4
