@@ -40,7 +40,9 @@ class ViLReFViT(CheckpointRuleInitMixin, VisionTransformer):
 
     Args:
         arch (str | dict): An mmpretrain ViT arch name ('b' is ViT-B: 768
-            wide, 12 layers, 12 heads, MLP 3072) or a dict with
+            wide, 12 layers, 12 heads, MLP 3072; 'l' ViT-L: 1024, 24, 16,
+            4096; 'h' ViT-H: 1280, 32, 16 heads of 80, 5120; Chinese-CLIP's
+            ViT-L/14 and ViT-H/14 with ``patch_size=14``) or a dict with
             ``embed_dims``, ``num_layers``, ``num_heads`` and
             ``feedforward_channels``. Defaults to 'b'.
         img_size (int | tuple): Input size the position embeddings are stored

@@ -1,4 +1,5 @@
-"""The Chinese BERT text encoder of ViLReF (RoBERTa-wwm-ext-base-chinese)."""
+"""The Chinese BERT text encoder of ViLReF (RoBERTa-wwm-ext-base-chinese and its RBT3 and
+large variants)."""
 from typing import Optional
 
 import torch
@@ -43,8 +44,11 @@ class ChineseBertEncoder(CheckpointRuleInitMixin, BaseModule):
     Args:
         bert_cfg (dict, optional): ``BertConfig`` arguments overriding
             :data:`ROBERTA_WWM_EXT_BASE_CHINESE`, e.g.
-            ``dict(num_hidden_layers=2)`` for a tiny CPU demo or
-            ``dict(num_hidden_layers=3)`` for RBT3. Defaults to None.
+            ``dict(num_hidden_layers=2)`` for a tiny CPU demo,
+            ``dict(num_hidden_layers=3)`` for RBT3 or ``dict(hidden_size=1024,
+            num_hidden_layers=24, num_attention_heads=16,
+            intermediate_size=4096)`` for RoBERTa-wwm-ext-large-chinese.
+            Defaults to None.
         with_cp (bool): Gradient checkpointing of every layer (recomputes
             the layers in backward instead of storing activations; training
             mode only). Defaults to False.
