@@ -22,6 +22,6 @@ train_dataloader = dict(sampler=dict(type='SeededDefaultSampler'))
 
 # Start from ViLReF RN50 weights converted with
 #   python tools/model_converters/vilref_to_mm.py ViLReF_RN50.pt checkpoints/vilref_rn50.pth
-# (Chinese-CLIP's RN50 release has a 3-layer RBT3 text encoder: set
-#  model.text_encoder.bert_cfg = dict(num_hidden_layers=3) to load it.)
+# (Chinese-CLIP's RN50 release has a 3-layer RBT3 text encoder: its recipe is
+#  vilref_rn50-rbt3_8xb32-20e_fundus-reports-224px.py.)
 # load_from = 'checkpoints/vilref_rn50.pth'
