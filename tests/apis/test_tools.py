@@ -1,5 +1,4 @@
 """tools/zero_shot.py and tools/extract_features.py end to end on a tiny random ViLReF."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import torch
 
 from vilref_mm.apis import ViLReFFeatureExtractor, ZeroShotInferencer, collect_images
 from vilref_mm.evaluation import PromptError
+from tool_modules import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ['normal', 'glaucoma', 'drusen']
@@ -20,14 +20,6 @@ CLASSES = ['normal', 'glaucoma', 'drusen']
 def run_tool(name: str, *args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / 'tools' / name), *map(str, args)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
-
-
-def load_tool(name: str):
-    """The tool's module, to call its ``main(argv)`` in this process."""
-    spec = importlib.util.spec_from_file_location(name[:-3], ROOT / 'tools' / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_zero_shot_cli_prints_rankings_and_writes_json(tmp_path, tiny_config, tiny_checkpoint,
@@ -60,7 +52,7 @@ def test_zero_shot_cli_prints_rankings_and_writes_json(tmp_path, tiny_config, ti
 
 def test_zero_shot_cli_texts_and_errors(tmp_path, tiny_config, tiny_checkpoint, image_folder,
                                         capsys):
-    tool = load_tool('zero_shot.py')
+    tool = load_module('tools/zero_shot.py')
     image = collect_images(image_folder)[1]
     assert tool.main([tiny_config, str(tiny_checkpoint), image, '--texts', '视盘水肿',
                       '正常眼底', '--out', str(tmp_path / 'texts.json')]) == 0
@@ -77,7 +69,7 @@ def test_zero_shot_cli_texts_and_errors(tmp_path, tiny_config, tiny_checkpoint, 
 
 
 def test_select_prompts_from_keys_and_files(tmp_path):
-    select_prompts = load_tool('zero_shot.py').select_prompts
+    select_prompts = load_module('tools/zero_shot.py').select_prompts
     prompts = tmp_path / 'prompts.yaml'
     prompts.write_text("templates: ['诊断：{}。']\nclass_names:\n  cup: [视杯扩大]\n"
                        '  edema: [视盘水肿]\n', encoding='utf-8')
@@ -109,7 +101,7 @@ def test_extract_features_cli_writes_npy(tmp_path, tiny_config, tiny_checkpoint,
 
 def test_extract_features_cli_encoder_and_texts(tmp_path, tiny_config, tiny_checkpoint,
                                                 tiny_model, image_folder):
-    tool = load_tool('extract_features.py')
+    tool = load_module('tools/extract_features.py')
     out = tmp_path / 'encoder.npy'
     assert tool.main([tiny_config, str(tiny_checkpoint), str(image_folder), '--out', str(out),
                       '--feature', 'encoder', '--no-progress']) == 0
@@ -136,7 +128,7 @@ def test_zero_shot_cli_on_a_real_fundus_photograph(tmp_path, tiny_config, tiny_c
     against every class of the default label set and drawn at its size."""
     photo = ROOT / 'demo' / 'fundus_normal_left_eye.jpg'
     out = tmp_path / 'real.json'
-    assert load_tool('zero_shot.py').main([tiny_config, str(tiny_checkpoint), str(photo),
+    assert load_module('tools/zero_shot.py').main([tiny_config, str(tiny_checkpoint), str(photo),
                                            '--out', str(out), '--show-dir',
                                            str(tmp_path)]) == 0
     saved = json.loads(out.read_text(encoding='utf-8'))

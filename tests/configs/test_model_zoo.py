@@ -1,6 +1,5 @@
 """The model zoo: model-index.yml, the metafiles and README tables of tools/analysis/model_zoo.py,
 and mmpretrain's get_model by config name."""
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -11,20 +10,13 @@ from mmpretrain.apis import ModelHub, get_model
 
 from vilref_mm.utils.checkpoint import save_tensor_checkpoint
 from vilref_mm.utils.model_zoo import register_model_zoo
+from tool_modules import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = 'vilref_vit-tiny-p16_1xb32-450it_synthetic-112px'
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'model_zoo', REPO / 'tools/analysis/model_zoo.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-model_zoo = load_tool()
+model_zoo = load_module('tools/analysis/model_zoo.py')
 
 
 def metafiles():

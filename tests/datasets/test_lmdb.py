@@ -1,6 +1,5 @@
 """The LMDB layout of the ViLReF / Chinese-CLIP releases: the builder tool and the reader."""
 import base64
-import importlib.util
 import io
 import json
 import os
@@ -27,20 +26,14 @@ from vilref_mm.datasets import image_report_lmdb
 from vilref_mm.datasets.few_shot import FewShotDataset
 from vilref_mm.datasets.synthetic import generate_synthetic_fundus
 from vilref_mm.labeling import ReportLabeler
+from tool_modules import load_module
 
 ROOT = Path(__file__).parents[2]
 NUM_IMAGES = 4
 LOAD = [dict(type='LoadImageFromRecord')]
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location('build_lmdb', ROOT / 'tools/data/build_lmdb.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build_lmdb = load_tool()
+build_lmdb = load_module('tools/data/build_lmdb.py')
 
 
 @pytest.fixture(autouse=True)

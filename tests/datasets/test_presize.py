@@ -1,5 +1,4 @@
 """Pre-sizing images: the re-encoding function and tools/data/presize_images.py."""
-import importlib.util
 import io
 import json
 from pathlib import Path
@@ -12,20 +11,13 @@ from PIL import Image
 from vilref_mm.datasets import ImageReportDataset, RecordError
 from vilref_mm.datasets.presize import presize_image, read_image_file
 from vilref_mm.datasets.synthetic import make_sample
+from tool_modules import load_module
 
 ROOT = Path(__file__).parents[2]
 REPORT = '右眼视盘边界清，C/D约0.7'
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location('presize_images',
-                                                  ROOT / 'tools/data/presize_images.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-presize_images = load_tool()
+presize_images = load_module('tools/data/presize_images.py')
 
 
 def encode(image: Image.Image, format: str = 'JPEG', **params) -> bytes:

@@ -1,7 +1,6 @@
 """Durable checkpoints: SIGKILL during checkpoint writes, again and again, always leaves a
 complete checkpoint that ``--resume`` continues from; the resume fallback; the runner's hook
 and batch checks."""
-import importlib.util
 import os
 import random
 import re
@@ -20,6 +19,7 @@ from vilref_mm.engine import build_runner
 from vilref_mm.engine.hooks import DurableCheckpointHook
 from vilref_mm.engine.runner import find_resume_checkpoint
 from vilref_mm.utils.checkpoint import checkpoint_is_complete
+from tool_modules import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / 'tests' / 'data' / 'configs' / 'tiny_classifier.py'
@@ -136,9 +136,7 @@ def test_resume_from_a_truncated_path_lists_the_complete_ones(tmp_path, folder_d
     work_dir.mkdir()
     write_checkpoint(work_dir / 'iter_2.pth', 1000)
     write_checkpoint(work_dir / 'iter_6.pth', 3000, complete=False)
-    spec = importlib.util.spec_from_file_location('train_tool', REPO / 'tools' / 'train.py')
-    train_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_tool)
+    train_tool = load_module('tools/train.py', 'train_tool')
     monkeypatch.setattr(sys, 'argv', [
         'train.py', str(CONFIG), '--work-dir', str(work_dir), '--resume',
         str(work_dir / 'iter_6.pth'), '--cfg-options',

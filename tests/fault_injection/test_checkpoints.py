@@ -1,6 +1,5 @@
 """Fault injection for checkpoints: pickle payloads, corrupt and truncated files, and weights
 that do not fit, through every entry point that reads a checkpoint (docs/security.md)."""
-import importlib.util
 import itertools
 import os
 import subprocess
@@ -19,6 +18,7 @@ from vilref_mm.models.convert import CheckpointConversionError, convert_checkpoi
 from vilref_mm.utils.checkpoint import (CorruptCheckpointError, IncompleteWeightsError,
                                         UntrustedCheckpointError, checkpoint_rule,
                                         load_checkpoint_file, trusted_checkpoints)
+from tool_modules import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSIFIER = REPO / 'tests' / 'data' / 'configs' / 'tiny_classifier.py'
@@ -38,18 +38,10 @@ class Payload:
         return os.mkdir, (self.marker, )
 
 
-def load_tool(name: str):
-    """A tool's module, to call its ``main`` in this process."""
-    spec = importlib.util.spec_from_file_location(f'tool_{name[:-3]}', REPO / 'tools' / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def run_test_tool(monkeypatch, *args) -> int:
     """tools/test.py in this process (it reads sys.argv)."""
     monkeypatch.setattr(sys, 'argv', ['test.py', *map(str, args)])
-    return load_tool('test.py').main()
+    return load_module('tools/test.py', 'tool_test').main()
 
 
 @pytest.fixture(scope='module')
@@ -165,7 +157,7 @@ def test_payload_refused_by_resume(payload_file, folder_dataset, tmp_path, monke
     monkeypatch.setattr(sys, 'argv', [
         'train.py', str(CLASSIFIER), '--work-dir', str(tmp_path / 'work'), '--resume',
         str(path), '--cfg-options', *classifier_data(folder_dataset)])
-    assert load_tool('train.py').main() == 1
+    assert load_module('tools/train.py', 'tool_train').main() == 1
     assert UNTRUSTED in capsys.readouterr().err
     assert not marker.exists()
 
@@ -181,7 +173,8 @@ def test_payload_refused_by_inference(vilref_files, tmp_path, capsys):
         init_model(str(TINY_VILREF), str(path))
     for tool, extra in (('zero_shot.py', []), ('extract_features.py',
                                                ['--out', str(tmp_path / 'f.npy')])):
-        assert load_tool(tool).main([str(TINY_VILREF), str(path), str(image), *extra]) == 1
+        tool_main = load_module(f'tools/{tool}').main
+        assert tool_main([str(TINY_VILREF), str(path), str(image), *extra]) == 1
         assert UNTRUSTED in capsys.readouterr().err
     assert not marker.exists()
     model = init_model(str(TINY_VILREF), str(path), trusted=True)
@@ -218,7 +211,8 @@ def test_corrupt_files_get_clear_errors(tmp_path, vilref_files, capsys):
         assert f'{name}.pth' in str(error.value) and 'trust' not in str(error.value)
         with pytest.raises(CheckpointConversionError, match=CORRUPT):
             convert_checkpoint(str(path), str(tmp_path / 'converted.pth'))
-        assert load_tool('zero_shot.py').main([str(TINY_VILREF), str(path), str(image)]) == 1
+        zero_shot = load_module('tools/zero_shot.py').main
+        assert zero_shot([str(TINY_VILREF), str(path), str(image)]) == 1
         message = capsys.readouterr().err
         assert CORRUPT in message and 'trust' not in message, message
     broken = tmp_path / 'broken.safetensors'

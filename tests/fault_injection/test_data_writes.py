@@ -6,7 +6,6 @@ bad records and unreadable images are named.
 - a manifest record without ``image``;
 - tools/zero_shot.py and tools/extract_features.py on a folder with corrupt images.
 """
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -27,6 +26,7 @@ from PIL import Image
 from vilref_mm.apis import UnreadableImageError, ViLReFFeatureExtractor, ZeroShotInferencer
 from vilref_mm.datasets import ImageReportLMDBDataset
 from vilref_mm.labeling import ReportLabeler
+from tool_modules import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, 'PYTHONPATH': os.pathsep.join(
@@ -34,14 +34,6 @@ ENV = {**os.environ, 'PYTHONPATH': os.pathsep.join(
 NUM_PAIRS = 300  # random 192 px JPEGs (13 MB): the write takes a fraction of a second
 NUM_KILLS = 3
 REPORT = '右眼视盘边界清，C/D约0.7'
-
-
-def load_module(path: Path, name: str):
-    """The module of a file (a tool or a conftest), to call it in this process."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # The tiny random ViLReF and its checkpoint of the inference API tests.

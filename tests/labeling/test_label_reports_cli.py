@@ -1,5 +1,4 @@
 """tools/data/label_reports.py: labels written, summary printed, bad records rejected."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -9,16 +8,10 @@ from pathlib import Path
 import pytest
 
 from vilref_mm.labeling import ReportLabeler
+from tool_modules import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / 'tools' / 'data' / 'label_reports.py'
-
-
-def load_cli():
-    spec = importlib.util.spec_from_file_location('label_reports', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_lines(path, lines):
@@ -38,7 +31,7 @@ def test_labels_written_and_summary_printed(tmp_path, capsys):
     lines = [json.dumps(record, ensure_ascii=False) for record in RECORDS]
     source = write_lines(tmp_path / 'in.jsonl', lines + [''])
     target = tmp_path / 'sub' / 'out.jsonl'
-    load_cli().main([str(source), str(target)])
+    load_module(SCRIPT).main([str(source), str(target)])
     labeler = ReportLabeler()
     written = [json.loads(line) for line in target.read_text(encoding='utf-8').splitlines()]
     assert len(written) == len(RECORDS)
@@ -61,7 +54,7 @@ def test_labels_written_and_summary_printed(tmp_path, capsys):
 def test_a_progress_bar_on_stderr_only_when_asked_or_on_a_terminal(tmp_path, capsys, option):
     source = write_lines(tmp_path / 'in.jsonl',
                          [json.dumps(record, ensure_ascii=False) for record in RECORDS])
-    load_cli().main([str(source), str(tmp_path / 'out.jsonl'), *option])
+    load_module(SCRIPT).main([str(source), str(tmp_path / 'out.jsonl'), *option])
     captured = capsys.readouterr()
     assert f'labelled {len(RECORDS)} reports' in captured.out
     if option == ['--progress']:
@@ -86,7 +79,7 @@ def test_bad_record_names_the_line_and_writes_nothing(tmp_path, capsys, bad_line
     source = write_lines(tmp_path / 'in.jsonl', [good, good, bad_line, good])
     target = write_lines(tmp_path / 'out.jsonl', ['old content'])
     with pytest.raises(SystemExit) as exit_info:
-        load_cli().main([str(source), str(target)])
+        load_module(SCRIPT).main([str(source), str(target)])
     assert f'{source}:3: {problem}' in str(exit_info.value)
     assert target.read_text(encoding='utf-8') == 'old content\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['in.jsonl', 'out.jsonl']
@@ -96,14 +89,14 @@ def test_a_manifest_with_a_byte_order_mark_is_read_as_by_the_dataset(tmp_path):
     source = tmp_path / 'in.jsonl'
     source.write_text(json.dumps(RECORDS[1], ensure_ascii=False) + '\n', encoding='utf-8-sig')
     target = tmp_path / 'out.jsonl'
-    load_cli().main([str(source), str(target)])
+    load_module(SCRIPT).main([str(source), str(target)])
     (written, ) = [json.loads(line) for line in target.read_text(encoding='utf-8').splitlines()]
     assert written['report'] == RECORDS[1]['report'] and written['labels']['glaucoma'] == 0.5
 
 
 def test_a_missing_manifest_is_named(tmp_path):
     with pytest.raises(SystemExit, match=f'error: {tmp_path}/none.jsonl: no such file'):
-        load_cli().main([str(tmp_path / 'none.jsonl'), str(tmp_path / 'out.jsonl')])
+        load_module(SCRIPT).main([str(tmp_path / 'none.jsonl'), str(tmp_path / 'out.jsonl')])
 
 
 def test_user_lexicon_option(tmp_path):
@@ -111,7 +104,7 @@ def test_user_lexicon_option(tmp_path):
         'extends: default', 'labels:', '  myelinated_nerve_fiber:', '    terms: [有髓神经纤维]'])
     source = write_lines(tmp_path / 'in.jsonl',
                          ['{"image": "a.png", "report": "视盘旁有髓神经纤维"}'])
-    load_cli().main([str(source), str(source), '--lexicon', str(lexicon)])
+    load_module(SCRIPT).main([str(source), str(source), '--lexicon', str(lexicon)])
     labels = json.loads(source.read_text(encoding='utf-8'))['labels']
     assert len(labels) == 26 and labels['myelinated_nerve_fiber'] == 1.0
 

@@ -1,6 +1,5 @@
 """The distributed contract of the contrastive losses: W ranks of batch B equal 1 rank of
 W*B, in loss, gradients and logged values."""
-import importlib.util
 import os
 import socket
 import subprocess
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.logging import MessageHub
+from tool_modules import load_module
 
 WORKER = Path(__file__).with_name('_wscl_dist_worker.py')
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -17,14 +17,7 @@ WORLD_SIZE = 2
 TIMEOUT_S = 300
 
 
-def load_worker():
-    spec = importlib.util.spec_from_file_location('_wscl_dist_worker', WORKER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-worker = load_worker()
+worker = load_module(WORKER)
 
 
 def free_port() -> int:

@@ -1,6 +1,5 @@
 """tools/analysis/benchmark_dataloader.py on the tiny pre-training config: a manifest and an
 LMDB dataset, the main process and workers, the table and the JSON."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -8,21 +7,14 @@ import pytest
 
 from vilref_mm.datasets import ImageReportDataset, write_image_report_lmdb
 from vilref_mm.datasets.synthetic import generate_synthetic_fundus
+from tool_modules import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / 'tests' / 'data' / 'configs' / 'tiny_vilref.py'
 RESULT_KEYS = {'num_workers', 'samples', 'seconds', 'images_per_s', 'images_per_s_per_worker'}
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_dataloader', REPO / 'tools/analysis/benchmark_dataloader.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-benchmark_dataloader = load_tool()
+benchmark_dataloader = load_module('tools/analysis/benchmark_dataloader.py')
 
 
 @pytest.fixture(scope='module')

@@ -1,13 +1,13 @@
 """tools/analysis/benchmark_pretrain.py on a tiny config: the figures it reports, and a
 Chinese-CLIP reference holding the same weights as ours (checked by parity)."""
 import copy
-import importlib.util
 import json
 from pathlib import Path
 
 import torch
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
+from tool_modules import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / 'tests' / 'data' / 'configs' / 'tiny_vilref.py'
@@ -17,19 +17,12 @@ HEADS_64 = ['model.image_encoder.arch.embed_dims=64', 'model.image_encoder.arch.
             'model.text_encoder.bert_cfg.hidden_size=64',
             'model.text_encoder.bert_cfg.num_attention_heads=1',
             'model.text_encoder.bert_cfg.intermediate_size=256', 'model.text_encoder.pooling=cls']
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_pretrain', REPO / 'tools' / 'analysis' / 'benchmark_pretrain.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+BENCHMARK = load_module('tools/analysis/benchmark_pretrain.py')
 
 
 def test_reports_steps_breakdown_and_ratios(tmp_path, capsys):
     out = tmp_path / 'bench.json'
-    assert load_tool().main([str(CONFIG), '--batch-size', '4', '--steps', '2', '--warmup', '1',
+    assert BENCHMARK.main([str(CONFIG), '--batch-size', '4', '--steps', '2', '--warmup', '1',
                              '--reference', '--amp', '--out', str(out), '--cfg-options',
                              *HEADS_64]) == 0
     report = json.loads(out.read_text())
@@ -49,12 +42,11 @@ def test_reports_steps_breakdown_and_ratios(tmp_path, capsys):
 
 def test_reference_holds_our_weights():
     """The Chinese-CLIP model and ours encode alike after the conversion."""
-    tool = load_tool()
     cfg = Config.fromfile(CONFIG)
     cfg.merge_from_dict({key: int(value) if value.isdigit() else value
                          for key, value in (option.split('=') for option in HEADS_64)})
     model = MODELS.build(copy.deepcopy(cfg.model)).eval()
-    reference = tool.build_reference(model, torch.device('cpu'), compile_towers=False).eval()
+    reference = BENCHMARK.build_reference(model, torch.device('cpu'), compile_towers=False).eval()
     torch.manual_seed(0)
     images = torch.randn(2, 3, 32, 32)
     text_ids = torch.randint(1000, 20000, (2, 32))

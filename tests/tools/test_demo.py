@@ -1,6 +1,5 @@
 """The demo (tools/demo.py and its stages, tools/demo_stages.py): end to end at a tiny
 scale, and its parts."""
-import importlib.util
 import json
 import os
 import re
@@ -16,19 +15,13 @@ from mmengine.config import Config
 
 from vilref_mm.labeling import ReportLabeler
 from vilref_mm.utils.checkpoint import load_checkpoint_file
+from tool_modules import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-450it_synthetic-112px.py'
 
 
-def load_stages():
-    spec = importlib.util.spec_from_file_location('demo_stages', REPO / 'tools/demo_stages.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-stages = load_stages()
+stages = load_module('tools/demo_stages.py')
 
 
 @pytest.fixture(scope='module')

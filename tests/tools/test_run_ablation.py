@@ -1,6 +1,5 @@
 """The loss ablation: configs/vilref/ablation and tools/analysis/run_ablation.py (on the tiny
 pre-training config, a few iterations)."""
-import importlib.util
 import json
 import statistics
 from pathlib import Path
@@ -10,6 +9,7 @@ from mmengine.config import Config
 
 import vilref_mm.models  # noqa: F401  registers the losses
 from mmpretrain.registry import MODELS
+from tool_modules import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / 'configs/vilref/vilref_vit-tiny-p16_1xb32-450it_synthetic-112px.py'
@@ -18,15 +18,7 @@ ABLATION_SUFFIX = '_vit-tiny-p16_1xb32-450it_synthetic-112px'
 TINY_CONFIG = REPO / 'tests/data/configs/tiny_vilref.py'
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'run_ablation', REPO / 'tools/analysis/run_ablation.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-run_ablation = load_tool()
+run_ablation = load_module('tools/analysis/run_ablation.py')
 
 
 def without_loss(cfg: Config) -> dict:
