@@ -9,7 +9,7 @@ NUM_GPUS = 8
 
 @pytest.fixture(scope='module')
 def sizes():
-    return {with_cp: memory_table.model_sizes(CONFIG, with_cp) for with_cp in (False, True)}
+    return memory_table.measure_config(CONFIG)
 
 
 def test_counts(sizes):
@@ -24,6 +24,9 @@ def test_counts(sizes):
 
 def test_checkpointing_keeps_fewer_activations(sizes):
     assert 0 < sizes[True].activation_bytes_per_sample < sizes[False].activation_bytes_per_sample
+    # Backward recomputes one of the blocks.
+    assert 0 < sizes[True].recompute_bytes_per_sample < sizes[False].activation_bytes_per_sample
+    assert sizes[False].recompute_bytes_per_sample == 0
 
 
 @pytest.mark.parametrize('with_cp', [False, True])

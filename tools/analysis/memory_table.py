@@ -5,7 +5,9 @@ counted on the built model; the activation memory of one training forward (image
 text tower, projections) is measured on the CPU as the bytes of the tensors kept for
 backward (saved by autograd, plus the inputs of the blocks that gradient checkpointing
 recomputes), unique storages only, at two batch sizes: a per-sample slope and a fixed part
-(under autocast, the low-precision copies of the weights). The WSCL loss's bytes per logit
+(under autocast, the low-precision copies of the weights); with checkpointing, the backward
+pass also holds the recomputed activations of one block, the largest a block keeps without
+checkpointing. The WSCL loss's bytes per logit
 are measured the same way. The per-GPU total for DDP, FSDP ``SHARD_GRAD_OP`` (ZeRO-2) and
 ``FULL_SHARD`` is then computed with :func:`per_gpu_bytes`. Example::
 
@@ -14,11 +16,12 @@ are measured the same way. The per-GPU total for DDP, FSDP ``SHARD_GRAD_OP`` (Ze
 """
 import argparse
 import copy
+import gc
 import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config
@@ -52,6 +55,7 @@ class ModelSizes:
     queue_size: int  #: K
     activation_bytes_per_sample: float  #: kept for backward, per sample of the batch
     activation_fixed_bytes: float  #: kept for backward whatever the batch
+    recompute_bytes_per_sample: float  #: one block's activations recomputed in backward
     loss_bytes_per_logit: float  #: the WSCL loss's tensors per element of a (B, M) matrix
 
 
@@ -95,22 +99,34 @@ def count_parameters(model: nn.Module) -> Dict[str, int]:
 
 class KeptForBackward:
     """Collects the storages a forward keeps for backward: tensors saved by autograd and the
-    inputs of the given modules (checkpointed blocks, whose saved tensors are recomputed),
-    except the storages of ``held`` (parameters, the queue: counted apart); :attr:`bytes`
-    counts each storage once."""
+    inputs of the ``checkpointed`` modules (whose saved tensors are recomputed), except the
+    storages of ``held`` (parameters, the queue: counted apart); :attr:`bytes` counts each
+    storage once, :attr:`block_bytes` what each of the ``blocks`` added."""
 
-    def __init__(self, held: Iterable[torch.Tensor],
-                 checkpointed: Sequence[nn.Module] = ()) -> None:
+    def __init__(self, held: Iterable[torch.Tensor], checkpointed: Sequence[nn.Module] = (),
+                 blocks: Sequence[nn.Module] = ()) -> None:
         self._held_storages = {tensor.untyped_storage().data_ptr() for tensor in held}
         self._storages: Dict[int, int] = {}
         self._saved = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
         self._checkpointed = checkpointed
+        self._blocks = blocks
+        self._running_block: Optional[int] = None
+        self.block_bytes = [0] * len(blocks)
         self._handles: List = []
 
     def _record(self, tensor: torch.Tensor) -> None:
         storage = tensor.untyped_storage()
-        if storage.data_ptr() not in self._held_storages:
-            self._storages[storage.data_ptr()] = storage.nbytes()
+        key = storage.data_ptr()
+        if key not in self._held_storages and key not in self._storages:
+            self._storages[key] = storage.nbytes()
+            if self._running_block is not None:
+                self.block_bytes[self._running_block] += storage.nbytes()
+
+    def _enter_block(self, index: int) -> None:
+        self._running_block = index
+
+    def _exit_block(self) -> None:
+        self._running_block = None
 
     def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
         self._record(tensor)
@@ -128,6 +144,10 @@ class KeptForBackward:
     def __enter__(self) -> 'KeptForBackward':
         self._handles = [module.register_forward_pre_hook(self._record_inputs, with_kwargs=True)
                          for module in self._checkpointed]
+        for index, block in enumerate(self._blocks):
+            self._handles += [
+                block.register_forward_pre_hook(lambda *_, i=index: self._enter_block(i)),
+                block.register_forward_hook(lambda *_: self._exit_block())]
         self._saved.__enter__()
         return self
 
@@ -138,8 +158,9 @@ class KeptForBackward:
 
 
 def activation_bytes(model: nn.Module, batch: int, image_size: int, context_length: int,
-                     amp: bool) -> int:
-    """Bytes kept for backward by one training forward of both towers and projections."""
+                     amp: bool) -> Tuple[int, int]:
+    """Bytes kept for backward by one training forward of both towers and projections, and
+    the most that one block kept."""
     checkpointed = []
     if model.image_encoder.with_cp:
         checkpointed += list(model.image_encoder.layers)
@@ -149,11 +170,12 @@ def activation_bytes(model: nn.Module, batch: int, image_size: int, context_leng
     text_ids = torch.randint(1, model.text_encoder.bert.config.vocab_size,
                              (batch, context_length))
     model.train()
-    with KeptForBackward(model.parameters(), checkpointed) as kept, \
+    with KeptForBackward(model.parameters(), checkpointed,
+                         transformer_blocks(model)) as kept, \
             torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp):
         model.extract_image_feat(images)
         model.extract_text_feat(text_ids)
-    return kept.bytes
+    return kept.bytes, max(kept.block_bytes)
 
 
 def loss_bytes_per_logit(loss_cfg: dict, embed_dims: int, num_classes: int,
@@ -171,27 +193,37 @@ def loss_bytes_per_logit(loss_cfg: dict, embed_dims: int, num_classes: int,
     return kept.bytes / (batch * (batch + queue_size))
 
 
-def model_sizes(config: str, with_cp: bool, amp: bool = True,
-                batches: Sequence[int] = (1, 2)) -> ModelSizes:
-    """Count and measure one config with or without gradient checkpointing."""
-    cfg = load_config(config, with_cp)
-    counts = count_parameters(build_model(cfg.model, 'meta'))
-    online_cfg = copy.deepcopy(cfg.model)
-    online_cfg.queue_size = 0  # the momentum towers hold no activations for backward
-    model = build_model(online_cfg)
-    image_size = cfg.model.image_encoder.img_size
-    context_length = cfg.model.tokenizer.context_length
-    low, high = (activation_bytes(model, batch, image_size, context_length, amp)
-                 for batch in batches)
-    del model
-    per_sample = (high - low) / (batches[1] - batches[0])
-    return ModelSizes(
-        name=Path(config).stem, queue_size=cfg.model.queue_size,
-        activation_bytes_per_sample=per_sample,
-        activation_fixed_bytes=max(low - per_sample * batches[0], 0.),
-        loss_bytes_per_logit=loss_bytes_per_logit(
-            cfg.model.loss, cfg.model.embed_dims, cfg.model.get('num_classes', 25)),
-        **counts)
+def measure_config(config: str, amp: bool = True,
+                   batches: Tuple[int, int] = (1, 2)) -> Dict[bool, ModelSizes]:
+    """Count and measure one config without and with gradient checkpointing (keys:
+    ``with_cp``)."""
+    sizes = {}
+    recompute_per_sample = 0.
+    for with_cp in (False, True):
+        cfg = load_config(config, with_cp)
+        counts = count_parameters(build_model(cfg.model, 'meta'))
+        online_cfg = copy.deepcopy(cfg.model)
+        online_cfg.queue_size = 0  # the momentum towers hold no activations for backward
+        model = build_model(online_cfg)
+        image_size = cfg.model.image_encoder.img_size
+        context_length = cfg.model.tokenizer.context_length
+        (low, low_block), (high, high_block) = (
+            activation_bytes(model, batch, image_size, context_length, amp)
+            for batch in batches)
+        del model
+        gc.collect()
+        per_sample = (high - low) / (batches[1] - batches[0])
+        if not with_cp:
+            recompute_per_sample = (high_block - low_block) / (batches[1] - batches[0])
+        sizes[with_cp] = ModelSizes(
+            name=Path(config).stem, queue_size=cfg.model.queue_size,
+            activation_bytes_per_sample=per_sample,
+            activation_fixed_bytes=max(low - per_sample * batches[0], 0.),
+            recompute_bytes_per_sample=recompute_per_sample if with_cp else 0.,
+            loss_bytes_per_logit=loss_bytes_per_logit(
+                cfg.model.loss, cfg.model.embed_dims, cfg.model.get('num_classes', 25)),
+            **counts)
+    return sizes
 
 
 def per_gpu_bytes(sizes: ModelSizes, strategy: str, batch: int,
@@ -207,7 +239,8 @@ def per_gpu_bytes(sizes: ModelSizes, strategy: str, batch: int,
     - AdamW's two states 8 P g;
     - momentum towers 4 P_m s (sharded as the online parameters, updated shard-wise);
     - queue K (2 D + C) 4, on every GPU;
-    - activations B a + a_0 (measured);
+    - activations B a + a_0 (measured), plus with checkpointing B r, the activations of
+      the largest block recomputed in backward (measured without checkpointing);
     - the loss's (B, N B + K) matrices, B (N B + K) l (l measured per logit).
     """
     params_share = 1 / num_gpus if strategy == 'FULL_SHARD' else 1
@@ -220,7 +253,9 @@ def per_gpu_bytes(sizes: ModelSizes, strategy: str, batch: int,
         optimizer=ADAMW_STATES * params * state_share,
         momentum_towers=FP32 * sizes.momentum_params * params_share,
         queue=sizes.queue_bytes,
-        activations=batch * sizes.activation_bytes_per_sample + sizes.activation_fixed_bytes,
+        activations=batch * (sizes.activation_bytes_per_sample
+                             + sizes.recompute_bytes_per_sample)
+        + sizes.activation_fixed_bytes,
         loss=batch * (num_gpus * batch + sizes.queue_size) * sizes.loss_bytes_per_logit)
 
 
@@ -268,8 +303,9 @@ def markdown(rows: List[dict], all_sizes: Dict[bool, List[ModelSizes]],
              num_gpus: int) -> str:
     """The parts table and the per-GPU table in Markdown."""
     lines = ['| model | with_cp | online params | momentum params | queue | '
-             'activations / sample | fixed activations | loss bytes / logit |',
-             '|---|---|---|---|---|---|---|---|']
+             'activations / sample | fixed activations | recomputed block / sample | '
+             'loss bytes / logit |',
+             '|---|---|---|---|---|---|---|---|---|']
     for with_cp, sizes_list in all_sizes.items():
         for sizes in sizes_list:
             lines.append(
@@ -277,6 +313,7 @@ def markdown(rows: List[dict], all_sizes: Dict[bool, List[ModelSizes]],
                 f'{sizes.momentum_params / 1e6:.1f} M | {sizes.queue_bytes / 1e6:.0f} MB | '
                 f'{sizes.activation_bytes_per_sample / 1e6:.1f} MB | '
                 f'{sizes.activation_fixed_bytes / 1e6:.0f} MB | '
+                f'{sizes.recompute_bytes_per_sample / 1e6:.1f} MB | '
                 f'{sizes.loss_bytes_per_logit:.1f} |')
     batches = ' | '.join(f'B = {batch}' for batch in BATCH_SIZES)
     fits = ' | '.join(f'largest B, {gib} GiB' for gib in CAPACITIES_GIB)
@@ -308,10 +345,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     all_sizes: Dict[bool, List[ModelSizes]] = {False: [], True: []}
     for config in args.configs:
-        for with_cp in all_sizes:
-            sizes = model_sizes(config, with_cp, amp=not args.fp32)
-            print(f'{sizes.name} with_cp={with_cp}: {asdict(sizes)}', file=sys.stderr,
-                  flush=True)
+        for with_cp, sizes in measure_config(config, amp=not args.fp32).items():
+            print(f'with_cp={with_cp}: {asdict(sizes)}', file=sys.stderr, flush=True)
             all_sizes[with_cp].append(sizes)
     rows = table_rows(all_sizes, args.num_gpus)
     print(markdown(rows, all_sizes, args.num_gpus))
