@@ -16,7 +16,6 @@ are measured the same way. The per-GPU total for DDP, FSDP ``SHARD_GRAD_OP`` (Ze
 """
 import argparse
 import copy
-import gc
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -193,37 +192,51 @@ def loss_bytes_per_logit(loss_cfg: dict, embed_dims: int, num_classes: int,
     return kept.bytes / (batch * (batch + queue_size))
 
 
+def disable_checkpointing(model: nn.Module) -> None:
+    """Switch gradient checkpointing off in both towers of a built model."""
+    model.image_encoder.with_cp = False
+    model.text_encoder.with_cp = False
+    bert = model.text_encoder.bert
+    # transformers >= 5.24 renamed gradient to activation checkpointing
+    if hasattr(bert, 'activation_checkpointing_disable'):
+        bert.activation_checkpointing_disable()
+    else:
+        bert.gradient_checkpointing_disable()
+
+
 def measure_config(config: str, amp: bool = True,
                    batches: Tuple[int, int] = (1, 2)) -> Dict[bool, ModelSizes]:
-    """Count and measure one config without and with gradient checkpointing (keys:
-    ``with_cp``)."""
-    sizes = {}
-    recompute_per_sample = 0.
-    for with_cp in (False, True):
-        cfg = load_config(config, with_cp)
-        counts = count_parameters(build_model(cfg.model, 'meta'))
-        online_cfg = copy.deepcopy(cfg.model)
-        online_cfg.queue_size = 0  # the momentum towers hold no activations for backward
-        model = build_model(online_cfg)
-        image_size = cfg.model.image_encoder.img_size
-        context_length = cfg.model.tokenizer.context_length
+    """Count and measure one config with and without gradient checkpointing (keys:
+    ``with_cp``): one model, built with ``with_cp=True``, then switched off."""
+    cfg = load_config(config, with_cp=True)
+    counts = count_parameters(build_model(cfg.model, 'meta'))
+    online_cfg = copy.deepcopy(cfg.model)
+    online_cfg.queue_size = 0  # the momentum towers hold no activations for backward
+    model = build_model(online_cfg)
+    image_size = cfg.model.image_encoder.img_size
+    context_length = cfg.model.tokenizer.context_length
+    step = batches[1] - batches[0]
+    measured = {}
+    for with_cp in (True, False):
+        if not with_cp:
+            disable_checkpointing(model)
         (low, low_block), (high, high_block) = (
             activation_bytes(model, batch, image_size, context_length, amp)
             for batch in batches)
-        del model
-        gc.collect()
-        per_sample = (high - low) / (batches[1] - batches[0])
-        if not with_cp:
-            recompute_per_sample = (high_block - low_block) / (batches[1] - batches[0])
-        sizes[with_cp] = ModelSizes(
+        per_sample = (high - low) / step
+        measured[with_cp] = (per_sample, max(low - per_sample * batches[0], 0.),
+                             (high_block - low_block) / step)
+    loss = loss_bytes_per_logit(cfg.model.loss, cfg.model.embed_dims,
+                                cfg.model.get('num_classes', 25))
+    return {
+        with_cp: ModelSizes(
             name=Path(config).stem, queue_size=cfg.model.queue_size,
-            activation_bytes_per_sample=per_sample,
-            activation_fixed_bytes=max(low - per_sample * batches[0], 0.),
-            recompute_bytes_per_sample=recompute_per_sample if with_cp else 0.,
-            loss_bytes_per_logit=loss_bytes_per_logit(
-                cfg.model.loss, cfg.model.embed_dims, cfg.model.get('num_classes', 25)),
-            **counts)
-    return sizes
+            activation_bytes_per_sample=measured[with_cp][0],
+            activation_fixed_bytes=measured[with_cp][1],
+            # with checkpointing, backward recomputes the largest block kept without it
+            recompute_bytes_per_sample=measured[False][2] if with_cp else 0.,
+            loss_bytes_per_logit=loss, **counts)
+        for with_cp in (False, True)}
 
 
 def per_gpu_bytes(sizes: ModelSizes, strategy: str, batch: int,
@@ -286,8 +299,8 @@ def largest_batch(sizes: ModelSizes, strategy: str, num_gpus: int, capacity_gib:
 def table_rows(all_sizes: Dict[bool, List[ModelSizes]], num_gpus: int) -> List[dict]:
     """One row per model, strategy and ``with_cp``: totals (GiB) and largest batches."""
     rows = []
-    for with_cp, sizes_list in all_sizes.items():
-        for sizes in sizes_list:
+    for models in zip(*all_sizes.values()):
+        for with_cp, sizes in zip(all_sizes, models):
             for strategy in STRATEGIES:
                 rows.append(dict(
                     model=sizes.name, strategy=strategy, with_cp=with_cp,
@@ -295,8 +308,7 @@ def table_rows(all_sizes: Dict[bool, List[ModelSizes]], num_gpus: int) -> List[d
                                for batch in BATCH_SIZES},
                     largest_batch={gib: largest_batch(sizes, strategy, num_gpus, gib)
                                    for gib in CAPACITIES_GIB}))
-    return sorted(rows, key=lambda row: (row['model'], row['with_cp'],
-                                         STRATEGIES.index(row['strategy'])))
+    return rows
 
 
 def markdown(rows: List[dict], all_sizes: Dict[bool, List[ModelSizes]],
