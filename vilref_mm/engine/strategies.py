@@ -1,11 +1,22 @@
 """MMEngine strategies for :class:`~mmengine.runner.FlexibleRunner` that read checkpoints
 under vilref_mm's trust rule: ``strategy=dict(type='ViLReFSingleDeviceStrategy')`` or
-``dict(type='ViLReFDDPStrategy')`` in a config with ``runner_type='FlexibleRunner'``."""
+``dict(type='ViLReFDDPStrategy')`` in a config with ``runner_type='ViLReFFlexibleRunner'``
+(``configs/_base_/strategies/ddp.py``)."""
+import atexit
+from datetime import timedelta
+from typing import Optional
+
+import torch
+import torch.distributed as dist
 from mmengine._strategy import DDPStrategy, SingleDeviceStrategy
-from mmengine.registry import STRATEGIES
+from mmengine.dist import is_distributed
+from mmengine.model import is_model_wrapper
+from mmengine.registry import RUNNERS, STRATEGIES
+from mmengine.runner import FlexibleRunner, get_state_dict, weights_to_cpu
 from torch import nn
 
 from vilref_mm.utils.checkpoint import checkpoint_rule
+from .runner import ViLReFRunner, _destroy_process_group
 
 
 class CheckpointRuleStrategyMixin:
@@ -29,4 +40,43 @@ class ViLReFSingleDeviceStrategy(CheckpointRuleStrategyMixin, SingleDeviceStrate
 
 @STRATEGIES.register_module()
 class ViLReFDDPStrategy(CheckpointRuleStrategyMixin, DDPStrategy):
-    """MMEngine's ``DDPStrategy`` reading checkpoints under the trust rule."""
+    """MMEngine's ``DDPStrategy`` reading checkpoints under the trust rule, also on machines
+    without CUDA, as ``ViLReFRunner`` runs: the ``pytorch`` launcher (torchrun) gets a gloo
+    process group, destroyed at exit, and the model is wrapped in DDP without
+    ``device_ids``. Its checkpoints hold the model's keys without DDP's ``module.``
+    prefix, as ``ViLReFRunner``'s do."""
+
+    def _setup_distributed(self, launcher: str = 'pytorch', backend: str = 'nccl',
+                           timeout: Optional[int] = None, **kwargs) -> None:
+        if torch.cuda.is_available() or is_distributed():
+            if timeout is not None:
+                kwargs['timeout'] = timeout
+            return super()._setup_distributed(launcher, backend, **kwargs)
+        if launcher != 'pytorch':
+            raise RuntimeError(f'launcher {launcher!r} needs CUDA; on a CPU-only machine start '
+                               'the processes with torchrun and --launcher pytorch')
+        if timeout is not None:
+            kwargs['timeout'] = timedelta(seconds=timeout)
+        dist.init_process_group(backend='gloo', **kwargs)
+        atexit.unregister(_destroy_process_group)  # once, however many runners
+        atexit.register(_destroy_process_group)
+
+    def _wrap_model(self, model: nn.Module) -> nn.Module:
+        if not torch.cuda.is_available() and not is_model_wrapper(model):
+            self.model_wrapper = dict(self.model_wrapper or dict(broadcast_buffers=False),
+                                      device_ids=None)
+        return super()._wrap_model(model)
+
+    def model_state_dict(self) -> dict:
+        return weights_to_cpu(get_state_dict(self.model))
+
+
+@RUNNERS.register_module()
+class ViLReFFlexibleRunner(FlexibleRunner):
+    """MMEngine's :class:`~mmengine.runner.FlexibleRunner` whose dataloaders each get their
+    own ``torch.Generator`` (:meth:`ViLReFRunner.build_dataloader`): starting one never
+    draws from the global torch generator, so the model is initialised as under
+    ``ViLReFRunner`` (FlexibleRunner builds it after the train loop, whose dataloader
+    iterator starts when the loop is built)."""
+
+    build_dataloader = staticmethod(ViLReFRunner.build_dataloader)
