@@ -122,6 +122,28 @@ def _destroy_process_group() -> None:
         dist.destroy_process_group()
 
 
+def destroy_process_group_at_exit() -> None:
+    """Register :func:`_destroy_process_group` at exit, once however many runners."""
+    atexit.unregister(_destroy_process_group)
+    atexit.register(_destroy_process_group)
+
+
+def init_cpu_process_group(launcher: str, timeout: Optional[float] = None) -> None:
+    """A gloo process group for a machine without CUDA, where MMEngine's own set-up calls
+    ``torch.cuda``; the processes must come from torchrun (``--launcher pytorch``).
+
+    Args:
+        launcher: The runner's launcher.
+        timeout: The collectives' timeout in seconds (None: torch's default).
+    """
+    if launcher != 'pytorch':
+        raise RuntimeError(f'launcher {launcher!r} needs CUDA; on a CPU-only machine start '
+                           'the processes with torchrun and --launcher pytorch')
+    kwargs = {} if timeout is None else dict(timeout=timedelta(seconds=timeout))
+    dist.init_process_group(backend='gloo', **kwargs)
+    destroy_process_group_at_exit()
+
+
 # MMEngine's root registry: mmpretrain's and mmseg's tools/train.py build ``runner_type`` there
 # before any default scope is set, and every scope's registry falls back to it.
 @RUNNERS.register_module()
@@ -174,17 +196,10 @@ class ViLReFRunner(Runner):
 
     def setup_env(self, env_cfg: Dict) -> None:
         if self.distributed and not is_distributed() and not torch.cuda.is_available():
-            if self.launcher != 'pytorch':
-                raise RuntimeError(
-                    f'launcher {self.launcher!r} needs CUDA; on a CPU-only machine start '
-                    'the processes with torchrun and --launcher pytorch')
-            timeout = env_cfg.get('dist_cfg', {}).get('timeout')
-            kwargs = {} if timeout is None else dict(timeout=timedelta(seconds=timeout))
-            dist.init_process_group(backend='gloo', **kwargs)
+            init_cpu_process_group(self.launcher, env_cfg.get('dist_cfg', {}).get('timeout'))
         super().setup_env(env_cfg)
         if is_distributed():
-            atexit.unregister(_destroy_process_group)  # once, however many runners
-            atexit.register(_destroy_process_group)
+            destroy_process_group_at_exit()
 
     def wrap_model(self, model_wrapper_cfg: Optional[Dict],
                    model: nn.Module) -> nn.Module:

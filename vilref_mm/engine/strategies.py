@@ -2,12 +2,9 @@
 under vilref_mm's trust rule: ``strategy=dict(type='ViLReFSingleDeviceStrategy')`` or
 ``dict(type='ViLReFDDPStrategy')`` in a config with ``runner_type='ViLReFFlexibleRunner'``
 (``configs/_base_/strategies/ddp.py``)."""
-import atexit
-from datetime import timedelta
 from typing import Optional
 
 import torch
-import torch.distributed as dist
 from mmengine._strategy import DDPStrategy, SingleDeviceStrategy
 from mmengine.dist import is_distributed
 from mmengine.model import is_model_wrapper
@@ -16,7 +13,7 @@ from mmengine.runner import FlexibleRunner, get_state_dict, weights_to_cpu
 from torch import nn
 
 from vilref_mm.utils.checkpoint import checkpoint_rule
-from .runner import ViLReFRunner, _destroy_process_group
+from .runner import ViLReFRunner, init_cpu_process_group
 
 
 class CheckpointRuleStrategyMixin:
@@ -52,14 +49,7 @@ class ViLReFDDPStrategy(CheckpointRuleStrategyMixin, DDPStrategy):
             if timeout is not None:
                 kwargs['timeout'] = timeout
             return super()._setup_distributed(launcher, backend, **kwargs)
-        if launcher != 'pytorch':
-            raise RuntimeError(f'launcher {launcher!r} needs CUDA; on a CPU-only machine start '
-                               'the processes with torchrun and --launcher pytorch')
-        if timeout is not None:
-            kwargs['timeout'] = timedelta(seconds=timeout)
-        dist.init_process_group(backend='gloo', **kwargs)
-        atexit.unregister(_destroy_process_group)  # once, however many runners
-        atexit.register(_destroy_process_group)
+        init_cpu_process_group(launcher, timeout)
 
     def _wrap_model(self, model: nn.Module) -> nn.Module:
         if not torch.cuda.is_available() and not is_model_wrapper(model):
