@@ -173,3 +173,14 @@ def test_runner_reads_checkpoints_under_the_rule(tmp_path, runner_class):
         refusing.train()
     assert not marker.exists()
     assert CheckpointLoader._schemes[''] is load_from_local
+
+
+def test_a_strategy_needs_the_flexible_runner(tmp_path):
+    """ViLReFRunner would train without the strategy: the config is refused, naming the fix."""
+    cfg = runner_config(tmp_path / 'work')
+    cfg.strategy = dict(type='ViLReFDDPStrategy')
+    with pytest.raises(ValueError, match="strategy.*ViLReFDDPStrategy.*ViLReFFlexibleRunner"):
+        ViLReFRunner.from_cfg(cfg)
+    cfg.runner_type = 'ViLReFRunner'
+    with pytest.raises(ValueError, match='ViLReFFlexibleRunner'):
+        build_runner(cfg)

@@ -186,6 +186,18 @@ class ViLReFRunner(Runner):
     #: The random states (by rank) of the checkpoint :meth:`load_checkpoint` read last.
     _loaded_random_states: Optional[List[Dict[str, Any]]] = None
 
+    @classmethod
+    def from_cfg(cls, cfg: Config) -> 'ViLReFRunner':
+        """As :meth:`Runner.from_cfg`; a config with a ``strategy`` (which only MMEngine's
+        ``FlexibleRunner`` reads) is refused instead of training without it."""
+        if cfg.get('strategy') is not None:
+            raise ValueError(
+                f'{cfg.filename or "the config"}: `strategy` ({cfg.strategy.get("type")}) is '
+                f'read by FlexibleRunner only, but runner_type is {cls.__name__}; set '
+                "runner_type='ViLReFFlexibleRunner' (docs/pretrain.md, FlexibleRunner "
+                'strategies) or remove `strategy`')
+        return super().from_cfg(cfg)
+
     def build_logger(self, log_level: Union[int, str] = 'INFO', log_file: Optional[str] = None,
                      **kwargs) -> MMLogger:
         logger = super().build_logger(log_level, log_file, **kwargs)
