@@ -27,6 +27,7 @@ from torch import nn
 from vilref_mm.engine import build_runner, disable_validation, scale_schedule
 from vilref_mm.utils.checkpoint import read_checkpoint_state_dict, trusted_checkpoints
 from vilref_mm.utils.config import innermost_dataset_cfg
+from vilref_mm.utils.fileio import replace_durably, temporary_prefix
 
 #: Prefixes under which checkpoints hold a backbone: a ViLReF model (``image_encoder.``), an
 #: mmseg / mmpretrain model (``backbone.``); a backbone-only file has none.
@@ -177,11 +178,14 @@ def finetune_segmentation(config: Union[str, Config],
     model.cfg = Config(dict(test_pipeline=copy.deepcopy(
         innermost_dataset_cfg(cfg.test_dataloader).pipeline)))
     overlay = osp.join(work_dir, 'overlay.png')
-    # the config's SegLocalVisualizer, with the test set's classes and palette
+    partial = osp.join(work_dir, f'{temporary_prefix(overlay)}overlay.png')
+    # the config's SegLocalVisualizer, with the test set's classes and palette; written under
+    # a temporary name, then renamed, so no half-written overlay is ever left
     runner.visualizer.add_datasample(
         'overlay', mmcv.imread(overlay_image, channel_order='rgb'),
         inference_model(model, overlay_image), draw_gt=False, with_labels=False,
-        out_file=overlay)
+        out_file=partial)
+    replace_durably(partial, overlay)
 
     last = osp.join(work_dir, 'last_checkpoint')
     checkpoint = None
