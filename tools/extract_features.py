@@ -21,7 +21,7 @@ import torch
 from mmengine.config import DictAction
 
 from vilref_mm.apis import ViLReFFeatureExtractor, collect_images, image_names
-from vilref_mm.apis.base import Failed, progress_bar
+from vilref_mm.apis.base import Failed, progress_bar, show_progress
 from vilref_mm.utils.fileio import atomic_open, write_text_atomic
 
 
@@ -40,8 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "or the image encoder's output before the projection")
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--device', default='cpu', help="e.g. 'cpu' or 'cuda:0'")
-    parser.add_argument('--no-progress', action='store_true',
-                        help='hide the progress bar (shown when stdout is a terminal)')
+    parser.add_argument('--progress', action=argparse.BooleanOptionalAction,
+                        help='draw a progress bar on stdout (default: when it is a terminal)')
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='unpickle the checkpoint in full if it needs Python objects '
                         'besides tensors (only for files whose origin you know; '
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
             names = None
         else:
             images = collect_images(args.images)
-            with progress_bar(sys.stdout.isatty() and not args.no_progress):
+            with progress_bar(show_progress(args.progress)):
                 feats = extractor(images, args.batch_size, args.feature, failed)
             if not feats:
                 raise ValueError(f'none of the {len(images)} images could be read')

@@ -28,7 +28,7 @@ import numpy as np
 from mmengine.config import DictAction
 
 from vilref_mm.apis import ZeroShotInferencer
-from vilref_mm.apis.base import Failed, progress_bar
+from vilref_mm.apis.base import Failed, progress_bar, show_progress
 from vilref_mm.evaluation.zero_shot import PromptError, load_prompt_file, resolve_class_names
 from vilref_mm.utils.fileio import write_text_atomic
 
@@ -57,6 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'it to DIR (photo.jpg -> DIR/photo.png)')
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--device', default='cpu', help="e.g. 'cpu' or 'cuda:0'")
+    parser.add_argument('--progress', action=argparse.BooleanOptionalAction,
+                        help='draw a progress bar on stdout (default: when it is a terminal)')
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='unpickle the checkpoint in full if it needs Python objects '
                         'besides tensors (only for files whose origin you know; '
@@ -132,7 +134,7 @@ def main(argv=None) -> int:
             args.config, args.checkpoint, args.device, class_names=class_names,
             templates=templates, texts=args.texts, mode=args.mode,
             trusted=args.trust_checkpoint, cfg_options=args.cfg_options)
-        with progress_bar(sys.stdout.isatty()):
+        with progress_bar(show_progress(args.progress)):
             results = inferencer(args.images, batch_size=args.batch_size, failed=failed,
                                  show_dir=args.show_dir, topk=args.topk or None)
     except (FileNotFoundError, RuntimeError, ValueError) as error:  # prompts, images, weights

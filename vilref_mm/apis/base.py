@@ -9,6 +9,7 @@ left out), then the model's data preprocessor, as in ``tools/test.py``.
 import contextlib
 import copy
 import logging
+import sys
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -226,6 +227,12 @@ def load_image(image: ImageLike) -> np.ndarray:
     if array is None:
         raise UnreadableImageError(str(image), 'not a readable image (it cannot be decoded)')
     return array
+
+
+def show_progress(progress: Optional[bool] = None) -> bool:
+    """Whether the tools draw mmpretrain's progress bar (on stdout): ``progress``, or (None)
+    whether stdout is a terminal, since the bar garbles piped output."""
+    return sys.stdout.isatty() if progress is None else progress
 
 
 @contextlib.contextmanager
