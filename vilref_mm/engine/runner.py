@@ -31,7 +31,7 @@ from vilref_mm.utils.checkpoint import (CorruptCheckpointError, checkpoint_is_co
 from vilref_mm.utils.distributed import batch_size_per_process
 from vilref_mm.utils.fileio import remove_stale_temporaries, replace_durably, temporary_prefix
 from .hooks import DurableCheckpointHook
-from .random_state import get_random_state, set_random_state
+from .random_state import get_random_state, restore_rank_random_state
 
 #: Checkpoint files :meth:`ViLReFRunner.load_or_resume` considers in a work dir.
 CHECKPOINT_NAME = re.compile(r'(?:epoch|iter)_\d+\.pth$')
@@ -144,85 +144,22 @@ def init_cpu_process_group(launcher: str, timeout: Optional[float] = None) -> No
     destroy_process_group_at_exit()
 
 
-# MMEngine's root registry: mmpretrain's and mmseg's tools/train.py build ``runner_type`` there
-# before any default scope is set, and every scope's registry falls back to it.
-@RUNNERS.register_module()
-class ViLReFRunner(Runner):
-    """MMEngine :class:`~mmengine.runner.Runner` that
+class ViLReFRunnerMixin:
+    """What :class:`ViLReFRunner` and :class:`~vilref_mm.engine.ViLReFFlexibleRunner` add to
+    MMEngine's runners:
 
-    - writes every checkpoint atomically (temporary file, fsync, rename) and saves with
+    - every checkpoint is written atomically (temporary file, fsync, rename) and saved with
       :class:`~vilref_mm.engine.hooks.DurableCheckpointHook` in place of MMEngine's
       ``CheckpointHook``, so a crash at any moment leaves a complete checkpoint;
-    - resumes (``--resume``) from the newest complete checkpoint of the work dir when
+    - every checkpoint holds the generators' states of every rank (Python, NumPy, torch CPU
+      and CUDA: :mod:`~vilref_mm.engine.random_state`), which resuming restores;
+    - ``--resume`` continues from the newest complete checkpoint of the work dir when
       ``last_checkpoint`` is missing, empty or names a missing or truncated file, and says
       which it chose (:func:`find_resume_checkpoint`);
-    - evaluates (:meth:`test`, :meth:`val`) only a checkpoint that sets every weight of the
-      model (:func:`~vilref_mm.utils.checkpoint.load_state_dict_completely`);
-    - stops before training when the training set does not fill one batch;
-    - runs distributed on machines without CUDA: the ``pytorch`` launcher gets a gloo process
-      group, and the model is wrapped in DDP without ``device_ids``; the process group is
-      destroyed at exit;
-    - compiles a ViLReF's towers for the config's ``compile`` setting (``compile_towers``);
-    - continues a resumed run with the random streams the checkpoint was saved with: every
-      checkpoint holds the generators' states of every rank (Python, NumPy, torch CPU and
-      CUDA: :mod:`~vilref_mm.engine.random_state`), and :meth:`resume` restores this rank's;
-      MMEngine checkpoints only the seed, so dropout and FLIP masks would restart from it;
-    - gives each dataloader its own ``torch.Generator`` (:meth:`build_dataloader`), so
+    - each dataloader gets its own ``torch.Generator`` (:meth:`build_dataloader`), so
       starting a dataloader's workers never draws from the global torch generator;
-    - is built quietly by ``build_runner(cfg, quiet=True)``.
-
-    Every checkpoint it reads (``load_from``, ``--resume``, ``init_cfg``) goes through the trust
-    rule of :mod:`vilref_mm.utils.checkpoint`, inside :func:`checkpoint_rule` only: MMEngine's
-    loader stays as it is for the rest of the process.
+    - training stops before it starts when the training set does not fill one batch.
     """
-
-    #: While True, :meth:`load_checkpoint` requires every weight of the model.
-    _evaluating = False
-
-    #: While True, the consoles of the runners being built show warnings and errors only
-    #: (:func:`build_runner` sets it).
-    quiet_build = False
-
-    #: The random states (by rank) of the checkpoint :meth:`load_checkpoint` read last.
-    _loaded_random_states: Optional[List[Dict[str, Any]]] = None
-
-    @classmethod
-    def from_cfg(cls, cfg: Config) -> 'ViLReFRunner':
-        """As :meth:`Runner.from_cfg`; a config with a ``strategy`` (which only MMEngine's
-        ``FlexibleRunner`` reads) is refused instead of training without it."""
-        if cfg.get('strategy') is not None:
-            raise ValueError(
-                f'{cfg.filename or "the config"}: `strategy` ({cfg.strategy.get("type")}) is '
-                f'read by FlexibleRunner only, but runner_type is {cls.__name__}; set '
-                "runner_type='ViLReFFlexibleRunner' (docs/pretrain.md, FlexibleRunner "
-                'strategies) or remove `strategy`')
-        return super().from_cfg(cfg)
-
-    def build_logger(self, log_level: Union[int, str] = 'INFO', log_file: Optional[str] = None,
-                     **kwargs) -> MMLogger:
-        logger = super().build_logger(log_level, log_file, **kwargs)
-        if self.quiet_build:
-            for handler in console_handlers(logger):
-                handler.addFilter(_warnings_only)
-        return logger
-
-    def setup_env(self, env_cfg: Dict) -> None:
-        if self.distributed and not is_distributed() and not torch.cuda.is_available():
-            init_cpu_process_group(self.launcher, env_cfg.get('dist_cfg', {}).get('timeout'))
-        super().setup_env(env_cfg)
-        if is_distributed():
-            destroy_process_group_at_exit()
-
-    def wrap_model(self, model_wrapper_cfg: Optional[Dict],
-                   model: nn.Module) -> nn.Module:
-        if self.distributed and not torch.cuda.is_available():
-            model_wrapper_cfg = dict(model_wrapper_cfg or {})
-            model_wrapper_cfg.setdefault('type', 'MMDistributedDataParallel')
-            model_wrapper_cfg.setdefault('broadcast_buffers', False)
-            model_wrapper_cfg.setdefault('find_unused_parameters',
-                                         self.cfg.get('find_unused_parameters', False))
-            model_wrapper_cfg['device_ids'] = None
-        return super().wrap_model(model_wrapper_cfg, model)
 
     def register_default_hooks(self, hooks: Optional[Dict] = None) -> None:
         hooks = dict(hooks or {})
@@ -291,6 +228,102 @@ class ViLReFRunner(Runner):
                    f'{self.work_dir} holds no complete checkpoint'))
         super().load_or_resume()
 
+    def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs) -> None:
+        """MMEngine's ``save_checkpoint``, with the random states of every rank in
+        ``meta['random_states']`` (a list by rank), written to a temporary file in
+        ``out_dir`` and renamed when complete (local folders; other backends as MMEngine
+        writes them).
+
+        Every rank must call it (as the checkpoint hooks do): it gathers the states.
+        """
+        kwargs['meta'] = dict(kwargs.get('meta') or {},
+                              random_states=all_gather_object(get_random_state()))
+        backend = get_file_backend(out_dir, backend_args=kwargs.get('backend_args'))
+        if not is_main_process() or not isinstance(backend, LocalBackend):
+            return super().save_checkpoint(out_dir, filename, *args, **kwargs)
+        temporary = osp.join(out_dir, CHECKPOINT_TEMPORARY)
+        remove_stale_temporaries(temporary)
+        name = f'{temporary_prefix(temporary)}{secrets.token_hex(4)}.tmp'
+        try:
+            super().save_checkpoint(out_dir, name, *args, **kwargs)
+            replace_durably(osp.join(out_dir, name), osp.join(out_dir, filename))
+        except BaseException:
+            if osp.isfile(osp.join(out_dir, name)):
+                os.unlink(osp.join(out_dir, name))
+            raise
+
+
+# MMEngine's root registry: mmpretrain's and mmseg's tools/train.py build ``runner_type`` there
+# before any default scope is set, and every scope's registry falls back to it.
+@RUNNERS.register_module()
+class ViLReFRunner(ViLReFRunnerMixin, Runner):
+    """MMEngine :class:`~mmengine.runner.Runner` with :class:`ViLReFRunnerMixin` (durable
+    checkpoints holding every rank's random states, resume from the newest complete one, own
+    dataloader generators) that also
+
+    - evaluates (:meth:`test`, :meth:`val`) only a checkpoint that sets every weight of the
+      model (:func:`~vilref_mm.utils.checkpoint.load_state_dict_completely`);
+    - runs distributed on machines without CUDA: the ``pytorch`` launcher gets a gloo process
+      group, and the model is wrapped in DDP without ``device_ids``; the process group is
+      destroyed at exit;
+    - compiles a ViLReF's towers for the config's ``compile`` setting (``compile_towers``);
+    - restores this rank's random states on resume (:meth:`resume`): MMEngine checkpoints
+      only the seed, so dropout and FLIP masks would restart from it;
+    - is built quietly by ``build_runner(cfg, quiet=True)``.
+
+    Every checkpoint it reads (``load_from``, ``--resume``, ``init_cfg``) goes through the trust
+    rule of :mod:`vilref_mm.utils.checkpoint`, inside :func:`checkpoint_rule` only: MMEngine's
+    loader stays as it is for the rest of the process.
+    """
+
+    #: While True, :meth:`load_checkpoint` requires every weight of the model.
+    _evaluating = False
+
+    #: While True, the consoles of the runners being built show warnings and errors only
+    #: (:func:`build_runner` sets it).
+    quiet_build = False
+
+    #: The random states (by rank) of the checkpoint :meth:`load_checkpoint` read last.
+    _loaded_random_states: Optional[List[Dict[str, Any]]] = None
+
+    @classmethod
+    def from_cfg(cls, cfg: Config) -> 'ViLReFRunner':
+        """As :meth:`Runner.from_cfg`; a config with a ``strategy`` (which only MMEngine's
+        ``FlexibleRunner`` reads) is refused instead of training without it."""
+        if cfg.get('strategy') is not None:
+            raise ValueError(
+                f'{cfg.filename or "the config"}: `strategy` ({cfg.strategy.get("type")}) is '
+                f'read by FlexibleRunner only, but runner_type is {cls.__name__}; set '
+                "runner_type='ViLReFFlexibleRunner' (docs/pretrain.md, FlexibleRunner "
+                'strategies) or remove `strategy`')
+        return super().from_cfg(cfg)
+
+    def build_logger(self, log_level: Union[int, str] = 'INFO', log_file: Optional[str] = None,
+                     **kwargs) -> MMLogger:
+        logger = super().build_logger(log_level, log_file, **kwargs)
+        if self.quiet_build:
+            for handler in console_handlers(logger):
+                handler.addFilter(_warnings_only)
+        return logger
+
+    def setup_env(self, env_cfg: Dict) -> None:
+        if self.distributed and not is_distributed() and not torch.cuda.is_available():
+            init_cpu_process_group(self.launcher, env_cfg.get('dist_cfg', {}).get('timeout'))
+        super().setup_env(env_cfg)
+        if is_distributed():
+            destroy_process_group_at_exit()
+
+    def wrap_model(self, model_wrapper_cfg: Optional[Dict],
+                   model: nn.Module) -> nn.Module:
+        if self.distributed and not torch.cuda.is_available():
+            model_wrapper_cfg = dict(model_wrapper_cfg or {})
+            model_wrapper_cfg.setdefault('type', 'MMDistributedDataParallel')
+            model_wrapper_cfg.setdefault('broadcast_buffers', False)
+            model_wrapper_cfg.setdefault('find_unused_parameters',
+                                         self.cfg.get('find_unused_parameters', False))
+            model_wrapper_cfg['device_ids'] = None
+        return super().wrap_model(model_wrapper_cfg, model)
+
     def load_checkpoint(self, filename: str, map_location: Union[str, object] = 'cpu',
                         strict: bool = False,
                         revise_keys: Sequence[Tuple[str, str]] = ((r'^module.', ''), )
@@ -333,46 +366,11 @@ class ViLReFRunner(Runner):
                resume_param_scheduler: bool = True,
                map_location: Union[str, object] = 'default') -> None:
         """MMEngine's ``resume``, then this rank's random states from the checkpoint (after
-        MMEngine's, which reseeds when the checkpoint's seed differs from the config's).
-
-        A checkpoint without random states (an older one), or saved by another number of
-        ranks, leaves the generators seeded as at start-up, with a warning.
-        """
+        MMEngine's, which reseeds when the checkpoint's seed differs from the config's;
+        :func:`~vilref_mm.engine.random_state.restore_rank_random_state`)."""
         super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
         states, self._loaded_random_states = self._loaded_random_states, None
-        if states is None:
-            self.logger.warning(f'{filename} holds no random states: the random streams '
-                                '(dropout, masks, augmentation) restart from the seed')
-        elif len(states) != self.world_size:
-            self.logger.warning(
-                f'{filename} was saved by {len(states)} processes, this run has '
-                f'{self.world_size}: the random streams restart from the seed')
-        else:
-            set_random_state(states[get_rank()])
-
-    def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs) -> None:
-        """MMEngine's ``save_checkpoint``, with the random states of every rank in
-        ``meta['random_states']`` (a list by rank), written to a temporary file in
-        ``out_dir`` and renamed when complete (local folders; other backends as MMEngine
-        writes them).
-
-        Every rank must call it (as the checkpoint hooks do): it gathers the states.
-        """
-        kwargs['meta'] = dict(kwargs.get('meta') or {},
-                              random_states=all_gather_object(get_random_state()))
-        backend = get_file_backend(out_dir, backend_args=kwargs.get('backend_args'))
-        if not is_main_process() or not isinstance(backend, LocalBackend):
-            return super().save_checkpoint(out_dir, filename, *args, **kwargs)
-        temporary = osp.join(out_dir, CHECKPOINT_TEMPORARY)
-        remove_stale_temporaries(temporary)
-        name = f'{temporary_prefix(temporary)}{secrets.token_hex(4)}.tmp'
-        try:
-            super().save_checkpoint(out_dir, name, *args, **kwargs)
-            replace_durably(osp.join(out_dir, name), osp.join(out_dir, filename))
-        except BaseException:
-            if osp.isfile(osp.join(out_dir, name)):
-                os.unlink(osp.join(out_dir, name))
-            raise
+        restore_rank_random_state(states, get_rank(), self.world_size, filename, self.logger)
 
     def _maybe_compile(self, target: str) -> None:
         """The config's ``compile`` setting: a model with ``compile_towers`` (ViLReF) compiles
