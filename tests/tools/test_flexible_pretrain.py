@@ -1,11 +1,15 @@
-"""Pre-training through MMEngine's FlexibleRunner (ViLReFFlexibleRunner) with ``ViLReFDDPStrategy``
-(``configs/_base_/strategies/ddp.py``): ``tools/dist_train.sh <demo config> 2`` (2 gloo ranks
-on CPU, batch B each) trains, logs and checkpoints like ``tools/train.py`` under
-ViLReFRunner with batch 2B (the momentum towers and the memory queue included), and a run
-resumed from its checkpoint continues with the same losses and ends with the same weights.
+"""Pre-training through MMEngine's FlexibleRunner (ViLReFFlexibleRunner) with each of its
+strategies that runs on CPU: ``configs/_base_/strategies/ddp.py`` (ViLReFDDPStrategy),
+``fsdp.py`` (ViLReFFSDPStrategy, FULL_SHARD) and ``fsdp_shard-grad-op.py`` (SHARD_GRAD_OP).
+``tools/dist_train.sh <demo config> 2`` (2 gloo ranks on CPU, batch B each) trains, logs and
+checkpoints like ``tools/train.py`` under ViLReFRunner with batch 2B (the momentum towers,
+their EMA over sharded parameters and the memory queue included), and ``--resume`` in a work
+dir whose newest checkpoint is truncated continues from the newest complete one with the
+same losses and ends with the same weights.
 
 The runs are those of test_dist_pretrain.py (its config, launch and log reading), whose module
 docstring says why the two runs agree."""
+import shutil
 import sys
 
 import pytest
@@ -15,47 +19,64 @@ from tool_modules import REPO, load_module
 from vilref_mm.utils.checkpoint import load_checkpoint_file
 
 DIST = load_module('tests/tools/test_dist_pretrain.py', 'dist_pretrain_runs')
-STRATEGY = REPO / 'configs/_base_/strategies/ddp.py'
+STRATEGIES = ('ddp', 'fsdp', 'fsdp_shard-grad-op')
 WORLD_SIZE, BATCH = DIST.WORLD_SIZE, DIST.BATCH
 ITERS = 4
 RESUMED_FROM = 2  # the resumed run starts from the checkpoint of this iteration
 
 
-def _state_dict(work_dir, iteration: int = ITERS) -> dict:
-    return load_checkpoint_file(str(work_dir / f'iter_{iteration}.pth'))['state_dict']
+def _checkpoint(work_dir, iteration: int = ITERS) -> dict:
+    return load_checkpoint_file(str(work_dir / f'iter_{iteration}.pth'))
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory):
-    """The work dirs of the 2-rank FlexibleRunner run (batch B each), the 1-process
-    ViLReFRunner run (batch 2B) and the 2-rank run resumed from the first one's checkpoint of
-    iteration :data:`RESUMED_FROM`."""
+def single_run(tmp_path_factory):
+    """The data, the deterministic demo config, the options of every run and the work dir of
+    the 1-process ViLReFRunner run (batch 2B)."""
     root = tmp_path_factory.mktemp('flexible_pretrain')
     DIST.generate_synthetic_fundus(root / 'data', num_train=16, num_val=0, num_test=0,
                                    size=112, seed=1)
-    single_config = root / 'deterministic_demo.py'
-    single_config.write_text(DIST.DETERMINISTIC_DEMO)
-    flexible_config = root / 'deterministic_demo_ddp.py'
-    flexible_config.write_text(f'_base_ = [{str(single_config)!r}, {str(STRATEGY)!r}]\n'
-                               "runner_type = 'ViLReFFlexibleRunner'\n")
+    config = root / 'deterministic_demo.py'
+    config.write_text(DIST.DETERMINISTIC_DEMO)
     options = [f'train_dataloader.dataset.data_root={root / "data"}/',
                f'train_cfg.max_iters={ITERS}', 'randomness.seed=0',
                'default_hooks.logger.interval=1', 'log_processor.window_size=1',
                f'default_hooks.checkpoint.interval={RESUMED_FROM}',
                'default_hooks.checkpoint.max_keep_ckpts=-1']
-    flexible, single, resumed = root / 'flexible', root / 'single', root / 'resumed'
+    single = root / 'single'
+    DIST._run([sys.executable, 'tools/train.py', str(config), '--work-dir', str(single),
+               '--no-validate', '--cfg-options', *options,
+               f'train_dataloader.batch_size={WORLD_SIZE * BATCH}'])
+    return config, options, single
+
+
+@pytest.fixture(scope='module', params=STRATEGIES)
+def runs(request, single_run, tmp_path_factory):
+    """The work dirs of the 2-rank FlexibleRunner run (batch B each) under one strategy, the
+    1-process run, and the 2-rank run resumed (``--resume``) in a work dir holding the first
+    run's checkpoint of iteration :data:`RESUMED_FROM`, a truncated checkpoint of iteration
+    :data:`ITERS` and a ``last_checkpoint`` naming it."""
+    single_config, options, single = single_run
+    root = tmp_path_factory.mktemp(request.param)
+    config = root / f'deterministic_demo_{request.param}.py'
+    strategy = REPO / f'configs/_base_/strategies/{request.param}.py'
+    config.write_text(f'_base_ = [{str(single_config)!r}, {str(strategy)!r}]\n'
+                      "runner_type = 'ViLReFFlexibleRunner'\n")
+    flexible, resumed = root / 'flexible', root / 'resumed'
 
     def dist_train(work_dir, *args):
-        DIST._run(['bash', 'tools/dist_train.sh', str(flexible_config), str(WORLD_SIZE),
+        DIST._run(['bash', 'tools/dist_train.sh', str(config), str(WORLD_SIZE),
                    '--work-dir', str(work_dir), '--no-validate', *args, '--cfg-options',
                    *options, f'train_dataloader.batch_size={BATCH}'],
                   PORT=str(DIST._free_port()))
 
     dist_train(flexible)
-    DIST._run([sys.executable, 'tools/train.py', str(single_config), '--work-dir', str(single),
-               '--no-validate', '--cfg-options', *options,
-               f'train_dataloader.batch_size={WORLD_SIZE * BATCH}'])
-    dist_train(resumed, '--resume', str(flexible / f'iter_{RESUMED_FROM}.pth'))
+    resumed.mkdir()
+    shutil.copy2(flexible / f'iter_{RESUMED_FROM}.pth', resumed)
+    newest = (flexible / f'iter_{ITERS}.pth').read_bytes()
+    (resumed / f'iter_{ITERS}.pth').write_bytes(newest[:len(newest) // 2])
+    (resumed / 'last_checkpoint').write_text(str(resumed / f'iter_{ITERS}.pth'))
+    dist_train(resumed, '--resume')
     return flexible, single, resumed
 
 
@@ -69,14 +90,22 @@ def test_logged_losses_match_one_process(runs):
 
 
 def test_trained_weights_match_one_process(runs):
-    flexible, single = map(_state_dict, runs[:2])
-    # ViLReFRunner's keys (no DDP prefix); the queue holds every rank's momentum features.
+    flexible, single = (_checkpoint(work_dir)['state_dict'] for work_dir in runs[:2])
+    # ViLReFRunner's keys and shapes (no DDP prefix, a 0-d logit_scale also under FSDP); the
+    # queue holds every rank's momentum features.
     assert flexible.keys() == single.keys()
+    assert flexible['logit_scale'].shape == torch.Size([])
     assert int(flexible['memory_queue.num_filled']) == ITERS * WORLD_SIZE * BATCH
     weights = [key for key in single if not key.startswith('memory_queue.')]
     assert any(key.startswith('momentum_') for key in weights)
     for key in weights:
         torch.testing.assert_close(flexible[key], single[key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_checkpoints_hold_every_rank_random_state(runs):
+    states = _checkpoint(runs[0])['meta']['random_states']
+    assert len(states) == WORLD_SIZE
+    assert not torch.equal(states[0]['torch'], states[1]['torch'])  # diff_rank_seed
 
 
 def test_every_rank_holds_the_same_queue(runs):
@@ -88,7 +117,7 @@ def test_every_rank_holds_the_same_queue(runs):
         assert torch.equal(queues[1][key], queues[0][key]), key
 
 
-def test_resumed_run_continues_exactly(runs):
+def test_resume_continues_exactly_from_the_newest_complete_checkpoint(runs):
     flexible, _, resumed = runs
     uninterrupted, continued = DIST._scalars(flexible), DIST._scalars(resumed)
     assert sorted(continued) == list(range(RESUMED_FROM + 1, ITERS + 1))
@@ -96,7 +125,10 @@ def test_resumed_run_continues_exactly(runs):
         for key in ('loss', 'eliminated', 'logit_scale', 'queue_fill', 'lr'):
             assert continued[iteration][key] == pytest.approx(
                 uninterrupted[iteration][key], rel=1e-4), (iteration, key)
-    expected, actual = _state_dict(flexible), _state_dict(resumed)
-    assert actual.keys() == expected.keys()
-    for key in expected:
-        torch.testing.assert_close(actual[key], expected[key], rtol=1e-4, atol=1e-6, msg=key)
+    expected, actual = _checkpoint(flexible), _checkpoint(resumed)
+    assert actual['state_dict'].keys() == expected['state_dict'].keys()
+    for key in expected['state_dict']:
+        torch.testing.assert_close(actual['state_dict'][key], expected['state_dict'][key],
+                                   rtol=1e-4, atol=1e-6, msg=key)
+    torch.testing.assert_close(actual['optimizer']['state'], expected['optimizer']['state'],
+                               rtol=1e-4, atol=1e-6)

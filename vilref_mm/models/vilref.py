@@ -12,9 +12,11 @@ import torch.nn.functional as F
 from mmengine.dist import all_gather, all_reduce, is_distributed
 from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS, TOKENIZER
+from torch.distributed.tensor import DTensor
 
 from vilref_mm.evaluation import ZeroShotClassifier
 from vilref_mm.utils.checkpoint import CheckpointRuleInitMixin
+from vilref_mm.utils.distributed import as_layout_of
 from .memory import MemoryQueue
 
 Texts = Union[str, Sequence[str], torch.Tensor]
@@ -174,10 +176,18 @@ class ViLReF(CheckpointRuleInitMixin, BaseModel):
     @torch.no_grad()
     def momentum_update(self, momentum: float) -> None:
         """EMA step of the momentum towers, ``theta_m <- m * theta_m + (1 - m) * theta``;
-        their buffers follow the online towers' buffers."""
-        pairs = self._momentum_pairs()
-        torch._foreach_lerp_([m for _, m in pairs], [o.detach() for o, _ in pairs],
-                             1.0 - momentum)
+        their buffers follow the online towers' buffers.
+
+        Under FSDP (:class:`~vilref_mm.engine.ViLReFFSDPStrategy`) the towers are sharded
+        alike, so each rank lerps its own shards; the momentum projections are buffers
+        (replicated), so they lerp towards the whole online projection."""
+        pairs = [(as_layout_of(online.detach(), ema), ema)
+                 for online, ema in self._momentum_pairs()]
+        for sharded in (False, True):  # one fused lerp per kind: DTensors and tensors
+            group = [pair for pair in pairs if isinstance(pair[1], DTensor) is sharded]
+            if group:
+                torch._foreach_lerp_([m for _, m in group], [o for o, _ in group],
+                                     1.0 - momentum)
         pairs = self._momentum_pairs(buffers=True)
         if pairs:
             torch._foreach_copy_([m for _, m in pairs], [o for o, _ in pairs])

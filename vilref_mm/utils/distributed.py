@@ -1,9 +1,11 @@
-"""Distributed helpers for ViLReF's contrastive losses, and the batch sizes of a run."""
+"""Distributed helpers for ViLReF's contrastive losses and momentum towers, and the batch sizes
+of a run."""
 from typing import Optional
 
 import torch
 import torch.distributed as dist
 from mmengine.dist import get_world_size
+from torch.distributed.tensor import DTensor
 from torch.utils.data import DataLoader
 
 
@@ -52,6 +54,23 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     if get_world_size() == 1:
         return tensor
     return _AllGatherWithGrad.apply(tensor)
+
+
+def as_layout_of(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``tensor`` laid out as ``like``: the whole value of a sharded ``tensor`` (a DTensor
+    under FSDP) when ``like`` is a plain tensor (a collective: every rank must call it),
+    else ``tensor`` itself.
+
+    Args:
+        tensor (torch.Tensor): A tensor or DTensor.
+        like (torch.Tensor): The tensor whose layout to match.
+
+    Returns:
+        torch.Tensor: ``tensor`` or its whole value.
+    """
+    if isinstance(tensor, DTensor) and not isinstance(like, DTensor):
+        return tensor.full_tensor()
+    return tensor
 
 
 def batch_size_per_process(dataloader: DataLoader) -> Optional[int]:
