@@ -243,28 +243,29 @@ def per_gpu_bytes(sizes: ModelSizes, strategy: str, batch: int,
                   num_gpus: int) -> Dict[str, float]:
     """The parts of one GPU's memory, in bytes, for a per-GPU batch on ``num_gpus`` GPUs.
 
-    With P online and P_m momentum parameters, N GPUs, per-GPU batch B, queue K, the
-    parameters' share s = 1/N under FULL_SHARD (else 1) and the gradients' and optimizer's
-    share g = 1/N under FSDP (else 1):
+    With P online and P_m momentum parameters, N GPUs, per-GPU batch B, queue K, and the
+    share g = 1/N under FSDP (else 1) of what FSDP shards (``ViLReFFSDPStrategy``):
 
-    - parameters 4 P s, plus under FULL_SHARD the gathered units 4 P_gathered;
+    - parameters 4 P g, plus what a rank holds gathered: under FULL_SHARD the gathered units
+      4 P_gathered, under SHARD_GRAD_OP every unit from its forward to its backward, 4 P;
     - gradients 4 P g, plus DDP's gradient buckets 4 P;
     - AdamW's two states 8 P g;
-    - momentum towers 4 P_m s (sharded as the online parameters, updated shard-wise);
+    - momentum towers 4 P_m g (sharded as the online parameters, updated shard-wise, and
+      resharded after their forward under both FSDP strategies);
     - queue K (2 D + C) 4, on every GPU;
     - activations B a + a_0 (measured), plus with checkpointing B r, the activations of
       the largest block recomputed in backward (measured without checkpointing);
     - the loss's (B, N B + K) matrices, B (N B + K) l (l measured per logit).
     """
-    params_share = 1 / num_gpus if strategy == 'FULL_SHARD' else 1
-    state_share = 1 if strategy == 'DDP' else 1 / num_gpus
+    share = 1 if strategy == 'DDP' else 1 / num_gpus
     params = FP32 * sizes.online_params
+    gathered = dict(DDP=0, SHARD_GRAD_OP=params,
+                    FULL_SHARD=FP32 * sizes.gathered_params)[strategy]
     return dict(
-        parameters=params * params_share + (
-            FP32 * sizes.gathered_params if strategy == 'FULL_SHARD' else 0),
-        gradients=params * state_share + (params if strategy == 'DDP' else 0),
-        optimizer=ADAMW_STATES * params * state_share,
-        momentum_towers=FP32 * sizes.momentum_params * params_share,
+        parameters=params * share + gathered,
+        gradients=params * share + (params if strategy == 'DDP' else 0),
+        optimizer=ADAMW_STATES * params * share,
+        momentum_towers=FP32 * sizes.momentum_params * share,
         queue=sizes.queue_bytes,
         activations=batch * (sizes.activation_bytes_per_sample
                              + sizes.recompute_bytes_per_sample)

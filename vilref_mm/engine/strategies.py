@@ -19,7 +19,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_model_state_dict,
                                                      set_optimizer_state_dict)
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import fully_shard
 
 from vilref_mm.utils.checkpoint import checkpoint_rule
 from .random_state import restore_rank_random_state
@@ -98,9 +98,11 @@ class ViLReFFSDPStrategy(ViLReFDDPStrategy):
     features reach the queue through the same all-gather as under DDP.
 
     FSDP2 refuses 0-d parameters (``logit_scale``): they are held as 1-element vectors while
-    training. Checkpoints hold the whole model in the layout ``ViLReFRunner`` writes (every
-    rank gathers, rank 0 writes) and the optimizer state keyed by parameter name; a checkpoint
-    of either runner initialises (``load_from``) a run under this strategy.
+    training. Mixed precision is ``--amp``'s autocast, as under DDP (FSDP2's own policy would
+    cast the parameters but not the momentum projections, which are buffers). Checkpoints
+    hold the whole model in the layout ``ViLReFRunner`` writes (every rank gathers, rank 0
+    writes) and the optimizer state keyed by parameter name; a checkpoint of either runner
+    initialises (``load_from``) a run under this strategy.
 
     Args:
         sharding_strategy (str): ``'FULL_SHARD'`` (ZeRO-3: parameters are gathered again
@@ -108,23 +110,17 @@ class ViLReFFSDPStrategy(ViLReFDDPStrategy):
             forward to the backward). Defaults to ``'FULL_SHARD'``.
         unit_classes (Sequence[str]): Class names of further modules to shard as units
             (e.g. ``['AntiAliasedBottleneck']`` for the ModifiedResNet's blocks).
-        mixed_precision (dict, optional): FSDP2's ``MixedPrecisionPolicy`` with dtype names,
-            e.g. ``dict(param_dtype='bfloat16', reduce_dtype='float32')``. Defaults to None
-            (full precision; ``--amp`` autocast works as under DDP).
         **kwargs: :class:`ViLReFDDPStrategy`'s arguments.
     """
 
     def __init__(self, *, sharding_strategy: str = 'FULL_SHARD',
-                 unit_classes: Sequence[str] = (), mixed_precision: Optional[dict] = None,
-                 **kwargs) -> None:
+                 unit_classes: Sequence[str] = (), **kwargs) -> None:
         if sharding_strategy not in SHARDING_STRATEGIES:
             raise ValueError(f'ViLReFFSDPStrategy: sharding_strategy {sharding_strategy!r} is '
                              f'not one of {sorted(SHARDING_STRATEGIES)}')
         super().__init__(**kwargs)
         self.reshard_after_forward = SHARDING_STRATEGIES[sharding_strategy]
         self.unit_classes = set(unit_classes)
-        self.mp_policy = MixedPrecisionPolicy(**{
-            key: getattr(torch, dtype) for key, dtype in (mixed_precision or {}).items()})
         #: Names of the 0-d parameters held as 1-element vectors while training.
         self.scalar_names: List[str] = []
         #: The gathered model and optimizer states of the checkpoint being saved.
@@ -146,10 +142,9 @@ class ViLReFFSDPStrategy(ViLReFDDPStrategy):
         mesh = init_device_mesh(get_device(), (self.world_size, ))
         for unit in self._units(model):
             trainable = any(param.requires_grad for param in unit.parameters())
-            fully_shard(unit, mesh=mesh, mp_policy=self.mp_policy,
+            fully_shard(unit, mesh=mesh,
                         reshard_after_forward=self.reshard_after_forward or not trainable)
-        fully_shard(model, mesh=mesh, mp_policy=self.mp_policy,
-                    reshard_after_forward=self.reshard_after_forward)
+        fully_shard(model, mesh=mesh, reshard_after_forward=self.reshard_after_forward)
         return model
 
     def save_checkpoint(self, filename: str, **kwargs) -> None:
