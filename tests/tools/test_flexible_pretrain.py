@@ -122,7 +122,7 @@ def test_resume_continues_exactly_from_the_newest_complete_checkpoint(runs):
     uninterrupted, continued = DIST._scalars(flexible), DIST._scalars(resumed)
     assert sorted(continued) == list(range(RESUMED_FROM + 1, ITERS + 1))
     for iteration in continued:
-        for key in ('loss', 'eliminated', 'logit_scale', 'queue_fill', 'lr'):
+        for key in ('loss', 'eliminated', 'logit_scale', 'queue_fill', 'lr', 'base_lr'):
             assert continued[iteration][key] == pytest.approx(
                 uninterrupted[iteration][key], rel=1e-4), (iteration, key)
     expected, actual = _checkpoint(flexible), _checkpoint(resumed)

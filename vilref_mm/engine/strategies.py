@@ -173,12 +173,16 @@ class ViLReFFSDPStrategy(ViLReFDDPStrategy):
 
     def optim_state_dict(self) -> dict:
         """The whole optimizer state keyed by parameter name, on CPU on rank 0 (a
-        collective)."""
+        collective), with the optimizer wrapper's ``base_param_settings`` (the base learning
+        rate the schedulers also set), as ``OptimWrapper.state_dict`` holds it."""
         if self._gathered is not None:
             return self._gathered['optimizer']
-        return get_optimizer_state_dict(
+        state = get_optimizer_state_dict(
             self.model, self.optim_wrapper.optimizer,
             options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if self.optim_wrapper.base_param_settings is not None:
+            state['base_param_settings'] = self.optim_wrapper.base_param_settings
+        return state
 
     def load_model_state_dict(self, state_dict: dict, *, strict: bool = False,
                               revise_keys: Sequence = ((r'^module.', ''), )) -> None:
@@ -195,6 +199,10 @@ class ViLReFFSDPStrategy(ViLReFDDPStrategy):
     def load_optim_state_dict(self, state_dict: dict) -> None:
         """Load an optimizer state saved by :meth:`optim_state_dict` into this rank's
         shards."""
+        state_dict = dict(state_dict)
+        base_param_settings = state_dict.pop('base_param_settings', None)
+        if base_param_settings is not None:
+            self.optim_wrapper.base_param_settings = base_param_settings
         set_optimizer_state_dict(self.model, self.optim_wrapper.optimizer, state_dict,
                                  options=StateDictOptions(full_state_dict=True))
 
