@@ -12,14 +12,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-${OUT:-work_dirs/gpu_benchmark}}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH="$PYTHONPATH:/tmp/site"
-fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+source tools/analysis/gpu_env.sh
 
 run() {  # NAME TIMEOUT ARGS...: one benchmark, its JSON in OUT/NAME.json
     local name=$1 limit=$2
