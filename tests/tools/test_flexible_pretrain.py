@@ -5,7 +5,8 @@ strategies that runs on CPU: ``configs/_base_/strategies/ddp.py`` (ViLReFDDPStra
 checkpoints like ``tools/train.py`` under ViLReFRunner with batch 2B (the momentum towers,
 their EMA over sharded parameters and the memory queue included), and ``--resume`` in a work
 dir whose newest checkpoint is truncated continues from the newest complete one with the
-same losses and ends with the same weights.
+same losses and ends with the same weights. With the recipe's randomness (dropout, FLIP masks,
+augmentation), a resumed FULL_SHARD run continues every rank's random streams.
 
 The runs are those of test_dist_pretrain.py (its config, launch and log reading), whose module
 docstring says why the two runs agree."""
@@ -132,3 +133,33 @@ def test_resume_continues_exactly_from_the_newest_complete_checkpoint(runs):
                                    rtol=1e-4, atol=1e-6, msg=key)
     torch.testing.assert_close(actual['optimizer']['state'], expected['optimizer']['state'],
                                rtol=1e-4, atol=1e-6)
+
+
+def test_sharded_resume_continues_every_rank_random_streams(tmp_path):
+    """With dropout, drop path, FLIP masks and random augmentation (tiny_vilref_random.py),
+    a 2-rank FULL_SHARD run resumed from its checkpoint of iteration 3 logs the uninterrupted
+    run's losses: each rank's generators continue from the checkpoint."""
+    DIST.generate_synthetic_fundus(tmp_path / 'data', num_train=24, num_val=8, num_test=8,
+                                   size=64, seed=1)
+    config = tmp_path / 'tiny_vilref_random_fsdp.py'
+    config.write_text(
+        f"_base_ = [{str(REPO / 'tests/data/configs/tiny_vilref_random.py')!r}, "
+        f"{str(REPO / 'configs/_base_/strategies/fsdp.py')!r}]\n"
+        "runner_type = 'ViLReFFlexibleRunner'\n")
+    options = [f'{split}_dataloader.dataset.data_root={tmp_path / "data"}/'
+               for split in ('train', 'val', 'test')]
+
+    def dist_train(work_dir, *args):
+        DIST._run(['bash', 'tools/dist_train.sh', str(config), str(WORLD_SIZE),
+                   '--work-dir', str(work_dir), *args, '--cfg-options', *options],
+                  PORT=str(DIST._free_port()))
+
+    dist_train(tmp_path / 'full')
+    dist_train(tmp_path / 'resumed', '--resume', str(tmp_path / 'full' / 'iter_3.pth'))
+    uninterrupted = DIST._scalars(tmp_path / 'full')
+    resumed = DIST._scalars(tmp_path / 'resumed')
+    assert sorted(resumed) == [4, 5, 6]
+    for iteration in resumed:
+        for key in ('loss', 'eliminated', 'queue_fill'):
+            assert resumed[iteration][key] == pytest.approx(
+                uninterrupted[iteration][key], rel=0, abs=1e-6), (iteration, key)
