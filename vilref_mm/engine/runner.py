@@ -2,6 +2,7 @@
 weights for evaluation, and distributed runs on CPU) and its quiet console."""
 import atexit
 import contextlib
+import gc
 import glob
 import logging
 import os
@@ -116,9 +117,12 @@ def _destroy_process_group() -> None:
 
     Left to interpreter shutdown, gloo's worker threads can be destroyed while joinable,
     which aborts the process ("terminate called without an active exception") after a
-    successful run.
+    successful run. The objects that keep a reference to the group (a DDP reducer, an FSDP
+    device mesh) are collected first, so the group is destroyed here, not when the
+    interpreter finally releases them.
     """
     if dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
