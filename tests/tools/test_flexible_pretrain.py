@@ -163,3 +163,29 @@ def test_sharded_resume_continues_every_rank_random_streams(tmp_path):
         for key in ('loss', 'eliminated', 'queue_fill'):
             assert resumed[iteration][key] == pytest.approx(
                 uninterrupted[iteration][key], rel=0, abs=1e-6), (iteration, key)
+
+
+def test_sharded_gradient_accumulation_matches_one_process(single_run, tmp_path):
+    """With ``accumulative_counts=2`` a 2-rank FULL_SHARD run (batch B) ends with the weights,
+    momentum towers and queue fill of one process with batch 2B accumulating the same way:
+    the micro-steps' sharded gradients add up, and the EMA and the enqueue follow the
+    optimizer steps."""
+    single_config, options, _ = single_run
+    config = tmp_path / 'deterministic_demo_fsdp.py'
+    config.write_text(f"_base_ = [{str(single_config)!r}, "
+                      f"{str(REPO / 'configs/_base_/strategies/fsdp.py')!r}]\n"
+                      "runner_type = 'ViLReFFlexibleRunner'\n")
+    options = [*options, 'optim_wrapper.accumulative_counts=2']
+    sharded, single = tmp_path / 'sharded', tmp_path / 'single'
+    DIST._run(['bash', 'tools/dist_train.sh', str(config), str(WORLD_SIZE), '--work-dir',
+               str(sharded), '--no-validate', '--cfg-options', *options,
+               f'train_dataloader.batch_size={BATCH}'], PORT=str(DIST._free_port()))
+    DIST._run([sys.executable, 'tools/train.py', str(single_config), '--work-dir', str(single),
+               '--no-validate', '--cfg-options', *options,
+               f'train_dataloader.batch_size={WORLD_SIZE * BATCH}'])
+    expected, actual = (_checkpoint(work_dir)['state_dict'] for work_dir in (single, sharded))
+    assert int(actual['memory_queue.num_filled']) == ITERS * WORLD_SIZE * BATCH
+    for key in expected:
+        if not key.startswith('memory_queue.'):
+            torch.testing.assert_close(actual[key], expected[key], rtol=1e-4, atol=1e-6,
+                                       msg=key)
