@@ -1,5 +1,8 @@
 """The model zoo: model-index.yml, the metafiles and README tables of tools/analysis/model_zoo.py,
 and mmpretrain's get_model by config name."""
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +88,30 @@ def test_get_model_builds_a_zoo_config_by_name(tmp_path):
     assert model.logit_scale.item() == pytest.approx(2.5)
     for key, value in source.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_a_built_package_carries_the_zoo(tmp_path):
+    """A wheel holds configs, tools and model-index.yml in vilref_mm/.mim (as OpenMMLab
+    packages do), leaves no copy in the source tree, and, installed, builds a zoo model by
+    name from its own configs."""
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
+                    '-q', str(REPO), '-w', str(tmp_path / 'wheel')], check=True, cwd=tmp_path)
+    assert not (REPO / 'vilref_mm' / '.mim').exists()
+    wheel, = (tmp_path / 'wheel').glob('vilref_mm-*.whl')
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-deps', '-q', '--target',
+                    str(tmp_path / 'site'), str(wheel)], check=True, cwd=tmp_path)
+    mim = tmp_path / 'site' / 'vilref_mm' / '.mim'
+    assert (mim / 'model-index.yml').is_file() and (mim / 'tools' / 'train.py').is_file()
+    assert sorted(p.relative_to(mim) for p in (mim / 'configs').rglob('*.py')) == sorted(
+        p.relative_to(REPO) for p in (REPO / 'configs').rglob('*.py'))
+    script = ('import vilref_mm\n'
+              'from mmpretrain.apis import get_model\n'
+              f'model = get_model({DEMO!r})\n'
+              'print(vilref_mm.__file__, model._config.filename, sep="\\n")\n')
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          cwd=tmp_path,
+                          env={**os.environ, 'PYTHONPATH': str(tmp_path / 'site')})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    package, config = proc.stdout.split()
+    assert package == str(tmp_path / 'site' / 'vilref_mm' / '__init__.py')
+    assert config == str(mim / 'configs' / 'vilref' / f'{DEMO}.py')
