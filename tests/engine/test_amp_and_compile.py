@@ -83,10 +83,16 @@ def test_compiled_towers_train_as_the_eager_ones():
         torch.testing.assert_close(models[0].state_dict()[name], models[1].state_dict()[name])
 
 
-def test_runner_compiles_the_towers(tmp_path):
+@pytest.mark.parametrize('flexible', [False, True], ids=['ViLReFRunner', 'ViLReFFlexibleRunner'])
+def test_runner_compiles_the_towers(tmp_path, flexible):
+    """The config's ``compile``: ViLReFRunner, and ViLReFFlexibleRunner through its strategy
+    (MMEngine's FlexibleRunner.from_cfg would drop the setting)."""
     generate_synthetic_fundus(tmp_path / 'data', num_train=8, num_val=0, num_test=0, size=48,
                               seed=0)
     cfg = Config.fromfile(CONFIG)
+    if flexible:
+        cfg.runner_type = 'ViLReFFlexibleRunner'
+        cfg.strategy = dict(type='ViLReFSingleDeviceStrategy')
     cfg.work_dir = str(tmp_path / 'work')
     cfg.compile = dict(backend='eager')
     cfg.train_dataloader.dataset.data_root = str(tmp_path / 'data')

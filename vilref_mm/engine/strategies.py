@@ -4,9 +4,10 @@ under vilref_mm's trust rule and resume every rank's random streams:
 ``dict(type='ViLReFFSDPStrategy')`` in a config with ``runner_type='ViLReFFlexibleRunner'``
 (``configs/_base_/strategies/``)."""
 import re
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import torch
+from mmengine.config import Config
 from mmengine._strategy import DDPStrategy, SingleDeviceStrategy
 from mmengine.device import get_device
 from mmengine.dist import is_distributed
@@ -26,15 +27,27 @@ from .random_state import restore_rank_random_state
 from .runner import ViLReFRunnerMixin, init_cpu_process_group
 
 
-class CheckpointRuleStrategyMixin:
-    """A strategy whose checkpoint reads (``load_from``, resume, which loads through
-    ``load_checkpoint``, and ``init_cfg=dict(type='Pretrained')``) follow the trust rule
-    (:func:`~vilref_mm.utils.checkpoint.checkpoint_rule`), as in ``ViLReFRunner``, and whose
-    resume restores this rank's random states, which ``ViLReFFlexibleRunner`` saves."""
+class ViLReFStrategyMixin:
+    """A strategy as ``ViLReFRunner`` trains: its checkpoint reads (``load_from``, resume,
+    which loads through ``load_checkpoint``, and ``init_cfg=dict(type='Pretrained')``) follow
+    the trust rule (:func:`~vilref_mm.utils.checkpoint.checkpoint_rule`), its resume restores
+    this rank's random states (which ``ViLReFFlexibleRunner`` saves), and the ``compile``
+    setting compiles a ViLReF's towers in place (``compile_towers``), so the training step,
+    its hooks and the checkpoints stay as they are."""
 
     def load_checkpoint(self, filename: str, **kwargs) -> dict:
         with checkpoint_rule():
             return super().load_checkpoint(filename, **kwargs)
+
+    def compile_model(self, model: nn.Module, compile: Union[dict, bool] = False) -> nn.Module:
+        towers = model.module if is_model_wrapper(model) else model
+        if not compile or not hasattr(towers, 'compile_towers'):
+            return super().compile_model(model, compile)
+        options = {} if compile is True else dict(compile)
+        options.pop('target', None)  # FlexibleRunner's: what MMEngine would compile
+        towers.compile_towers(**options)
+        self.logger.info('compiled the towers (torch.compile); the first iterations are slow')
+        return model
 
     def resume(self, filename: str, **kwargs) -> dict:
         checkpoint = super().resume(filename, **kwargs)
@@ -48,12 +61,12 @@ class CheckpointRuleStrategyMixin:
 
 
 @STRATEGIES.register_module()
-class ViLReFSingleDeviceStrategy(CheckpointRuleStrategyMixin, SingleDeviceStrategy):
+class ViLReFSingleDeviceStrategy(ViLReFStrategyMixin, SingleDeviceStrategy):
     """MMEngine's ``SingleDeviceStrategy`` reading checkpoints under the trust rule."""
 
 
 @STRATEGIES.register_module()
-class ViLReFDDPStrategy(CheckpointRuleStrategyMixin, DDPStrategy):
+class ViLReFDDPStrategy(ViLReFStrategyMixin, DDPStrategy):
     """MMEngine's ``DDPStrategy`` reading checkpoints under the trust rule, also on machines
     without CUDA, as ``ViLReFRunner`` runs: the ``pytorch`` launcher (torchrun) gets a gloo
     process group, destroyed at exit, and the model is wrapped in DDP without
@@ -230,4 +243,14 @@ class ViLReFFlexibleRunner(ViLReFRunnerMixin, FlexibleRunner):
     ``ViLReF*Strategy`` strategies), resume from the newest complete checkpoint, and
     dataloaders with their own ``torch.Generator``, so the model is initialised as under
     ``ViLReFRunner`` (FlexibleRunner builds it after the train loop, whose dataloader
-    iterator starts when the loop is built)."""
+    iterator starts when the loop is built). It reads the config's ``compile``, which
+    MMEngine 0.10.7's ``FlexibleRunner.from_cfg`` leaves out."""
+
+    @classmethod
+    def from_cfg(cls, cfg: Config) -> 'ViLReFFlexibleRunner':
+        runner = super().from_cfg(cfg)
+        compile = cfg.get('compile', False)
+        if not isinstance(compile, (bool, dict)):
+            raise TypeError(f'compile should be a bool or dict, but got {type(compile)}')
+        runner._compile = compile
+        return runner
