@@ -14,7 +14,8 @@ from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
 from torch import nn
 from torch.utils.data import Dataset
 
-from vilref_mm.engine import ViLReFRunner, build_runner
+from vilref_mm.engine import (ViLReFFlexibleRunner, ViLReFRunner,
+                              ViLReFSingleDeviceStrategy, build_runner)
 from vilref_mm.engine.runner import PARAMETER_MESSAGES, drop_console_messages
 from vilref_mm.utils.checkpoint import UntrustedCheckpointError, save_tensor_checkpoint
 
@@ -134,6 +135,12 @@ def training_config(work_dir, name: str, strategy: bool, **overrides) -> Config:
         cfg['strategy'] = dict(type='ViLReFSingleDeviceStrategy')
     cfg.update(overrides)
     return Config(cfg)
+
+
+def test_flexible_runner_defaults_to_our_strategy(tmp_path):
+    runner = ViLReFFlexibleRunner.from_cfg(
+        training_config(tmp_path, f'{tmp_path.name}_default_strategy', strategy=False))
+    assert type(runner.strategy) is ViLReFSingleDeviceStrategy
 
 
 @pytest.mark.parametrize('runner_class', [ViLReFRunner, FlexibleRunner])

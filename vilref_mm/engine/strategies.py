@@ -244,7 +244,14 @@ class ViLReFFlexibleRunner(ViLReFRunnerMixin, FlexibleRunner):
     dataloaders with their own ``torch.Generator``, so the model is initialised as under
     ``ViLReFRunner`` (FlexibleRunner builds it after the train loop, whose dataloader
     iterator starts when the loop is built). It reads the config's ``compile``, which
-    MMEngine 0.10.7's ``FlexibleRunner.from_cfg`` leaves out."""
+    MMEngine 0.10.7's ``FlexibleRunner.from_cfg`` leaves out, and without a ``strategy`` it
+    runs ``ViLReFSingleDeviceStrategy`` (launcher ``none``) or ``ViLReFDDPStrategy``."""
+
+    def build_strategy(self, strategy=None, launcher: str = 'none', **kwargs):
+        if strategy is None:
+            strategy = dict(type='ViLReFSingleDeviceStrategy' if launcher == 'none'
+                            else 'ViLReFDDPStrategy')
+        return super().build_strategy(strategy, launcher, **kwargs)
 
     @classmethod
     def from_cfg(cls, cfg: Config) -> 'ViLReFFlexibleRunner':
