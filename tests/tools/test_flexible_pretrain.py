@@ -6,7 +6,8 @@ checkpoints like ``tools/train.py`` under ViLReFRunner with batch 2B (the moment
 their EMA over sharded parameters and the memory queue included), and ``--resume`` in a work
 dir whose newest checkpoint is truncated continues from the newest complete one with the
 same losses and ends with the same weights. With the recipe's randomness (dropout, FLIP masks,
-augmentation), a resumed FULL_SHARD run continues every rank's random streams.
+augmentation), a resumed FULL_SHARD run continues every rank's random streams; with gradient
+accumulation a FULL_SHARD run ends as one process accumulating alike.
 
 The runs are those of test_dist_pretrain.py (its config, launch and log reading), whose module
 docstring says why the two runs agree."""
