@@ -7,7 +7,8 @@ their EMA over sharded parameters and the memory queue included), and ``--resume
 dir whose newest checkpoint is truncated continues from the newest complete one with the
 same losses and ends with the same weights. With the recipe's randomness (dropout, FLIP masks,
 augmentation), a resumed FULL_SHARD run continues every rank's random streams; with gradient
-accumulation a FULL_SHARD run ends as one process accumulating alike.
+accumulation a FULL_SHARD run ends as one process accumulating alike; and one started from a
+checkpoint without momentum towers builds them from the loaded towers.
 
 The runs are those of test_dist_pretrain.py (its config, launch and log reading), whose module
 docstring says why the two runs agree."""
@@ -186,6 +187,36 @@ def test_sharded_gradient_accumulation_matches_one_process(single_run, tmp_path)
                f'train_dataloader.batch_size={WORLD_SIZE * BATCH}'])
     expected, actual = (_checkpoint(work_dir)['state_dict'] for work_dir in (single, sharded))
     assert int(actual['memory_queue.num_filled']) == ITERS * WORLD_SIZE * BATCH
+    for key in expected:
+        if not key.startswith('memory_queue.'):
+            torch.testing.assert_close(actual[key], expected[key], rtol=1e-4, atol=1e-6,
+                                       msg=key)
+
+
+def test_sharded_run_starts_from_a_checkpoint_without_momentum_towers(single_run, tmp_path):
+    """``load_from`` a checkpoint without momentum towers and queue (as a converted release):
+    a 2-rank FULL_SHARD run builds the momentum towers from the loaded towers, as
+    ViLReFRunner does, and ends with the weights of one process with batch 2B."""
+    single_config, options, single = single_run
+    trained = _checkpoint(single, RESUMED_FROM)['state_dict']
+    released = tmp_path / 'released.pth'
+    torch.save({'state_dict': {key: value for key, value in trained.items()
+                               if not key.startswith(('momentum_', 'memory_queue.'))}},
+               released)
+    config = tmp_path / 'deterministic_demo_fsdp.py'
+    config.write_text(f"_base_ = [{str(single_config)!r}, "
+                      f"{str(REPO / 'configs/_base_/strategies/fsdp.py')!r}]\n"
+                      "runner_type = 'ViLReFFlexibleRunner'\n")
+    options = [*options, f'load_from={released}']
+    sharded, one = tmp_path / 'sharded', tmp_path / 'single'
+    DIST._run(['bash', 'tools/dist_train.sh', str(config), str(WORLD_SIZE), '--work-dir',
+               str(sharded), '--no-validate', '--cfg-options', *options,
+               f'train_dataloader.batch_size={BATCH}'], PORT=str(DIST._free_port()))
+    DIST._run([sys.executable, 'tools/train.py', str(single_config), '--work-dir', str(one),
+               '--no-validate', '--cfg-options', *options,
+               f'train_dataloader.batch_size={WORLD_SIZE * BATCH}'])
+    expected, actual = (_checkpoint(work_dir)['state_dict'] for work_dir in (one, sharded))
+    assert any(key.startswith('momentum_') for key in expected)
     for key in expected:
         if not key.startswith('memory_queue.'):
             torch.testing.assert_close(actual[key], expected[key], rtol=1e-4, atol=1e-6,

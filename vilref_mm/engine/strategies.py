@@ -17,10 +17,10 @@ from mmengine.runner import FlexibleRunner, get_state_dict, weights_to_cpu
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
                                                      get_optimizer_state_dict,
-                                                     set_model_state_dict,
                                                      set_optimizer_state_dict)
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 from vilref_mm.utils.checkpoint import checkpoint_rule
 from .random_state import restore_rank_random_state
@@ -200,14 +200,25 @@ class ViLReFFSDPStrategy(ViLReFDDPStrategy):
     def load_model_state_dict(self, state_dict: dict, *, strict: bool = False,
                               revise_keys: Sequence = ((r'^module.', ''), )) -> None:
         """Load a whole (unsharded) state dict, as any rank reads it from a checkpoint, into
-        this rank's shards."""
-        revised = {}
+        this rank's shards (a collective).
+
+        Only the checkpoint's keys are loaded, through the model's ``load_state_dict``, so the
+        model sees what is missing: a ViLReF loading a checkpoint without momentum towers
+        builds them from the loaded towers, as under DDP. (``set_model_state_dict`` would
+        fill the missing keys with the model's current values.)
+        """
+        current = self.model.state_dict()
+        sharded = {}
         for key, value in state_dict.items():
             for pattern, replacement in revise_keys:
                 key = re.sub(pattern, replacement, key)
-            revised[key] = value.reshape(1) if key in self.scalar_names else value
-        set_model_state_dict(self.model, revised,
-                             options=StateDictOptions(full_state_dict=True, strict=strict))
+            value = value.reshape(1) if key in self.scalar_names else value
+            like = current.get(key)
+            if isinstance(like, DTensor):
+                value = distribute_tensor(value.to(like.device, like.dtype), like.device_mesh,
+                                          like.placements)
+            sharded[key] = value
+        self.model.load_state_dict(sharded, strict=strict)
 
     def load_optim_state_dict(self, state_dict: dict) -> None:
         """Load an optimizer state saved by :meth:`optim_state_dict` into this rank's
