@@ -167,18 +167,17 @@ def test_sharded_resume_continues_every_rank_random_streams(tmp_path):
                 uninterrupted[iteration][key], rel=0, abs=1e-6), (iteration, key)
 
 
-def test_sharded_gradient_accumulation_matches_one_process(single_run, tmp_path):
-    """With ``accumulative_counts=2`` a 2-rank FULL_SHARD run (batch B) ends with the weights,
-    momentum towers and queue fill of one process with batch 2B accumulating the same way:
-    the micro-steps' sharded gradients add up, and the EMA and the enqueue follow the
-    optimizer steps."""
+def _full_shard_and_one_process(single_run, work_root, *extra_options):
+    """Train a 2-rank FULL_SHARD run (batch B) and a 1-process ViLReFRunner run (batch 2B)
+    with the single run's config and options plus ``extra_options``; assert that they end
+    with the same weights and momentum towers (1e-4), and return both final state dicts."""
     single_config, options, _ = single_run
-    config = tmp_path / 'deterministic_demo_fsdp.py'
+    config = work_root / 'deterministic_demo_fsdp.py'
     config.write_text(f"_base_ = [{str(single_config)!r}, "
                       f"{str(REPO / 'configs/_base_/strategies/fsdp.py')!r}]\n"
                       "runner_type = 'ViLReFFlexibleRunner'\n")
-    options = [*options, 'optim_wrapper.accumulative_counts=2']
-    sharded, single = tmp_path / 'sharded', tmp_path / 'single'
+    options = [*options, *extra_options]
+    sharded, single = work_root / 'sharded', work_root / 'single'
     DIST._run(['bash', 'tools/dist_train.sh', str(config), str(WORLD_SIZE), '--work-dir',
                str(sharded), '--no-validate', '--cfg-options', *options,
                f'train_dataloader.batch_size={BATCH}'], PORT=str(DIST._free_port()))
@@ -186,38 +185,31 @@ def test_sharded_gradient_accumulation_matches_one_process(single_run, tmp_path)
                '--no-validate', '--cfg-options', *options,
                f'train_dataloader.batch_size={WORLD_SIZE * BATCH}'])
     expected, actual = (_checkpoint(work_dir)['state_dict'] for work_dir in (single, sharded))
-    assert int(actual['memory_queue.num_filled']) == ITERS * WORLD_SIZE * BATCH
+    assert any(key.startswith('momentum_') for key in expected)
     for key in expected:
         if not key.startswith('memory_queue.'):
             torch.testing.assert_close(actual[key], expected[key], rtol=1e-4, atol=1e-6,
                                        msg=key)
+    return expected, actual
+
+
+def test_sharded_gradient_accumulation_matches_one_process(single_run, tmp_path):
+    """With ``accumulative_counts=2`` a 2-rank FULL_SHARD run (batch B) ends with the weights,
+    momentum towers and queue fill of one process with batch 2B accumulating the same way:
+    the micro-steps' sharded gradients add up, and the EMA and the enqueue follow the
+    optimizer steps."""
+    _, actual = _full_shard_and_one_process(single_run, tmp_path,
+                                            'optim_wrapper.accumulative_counts=2')
+    assert int(actual['memory_queue.num_filled']) == ITERS * WORLD_SIZE * BATCH
 
 
 def test_sharded_run_starts_from_a_checkpoint_without_momentum_towers(single_run, tmp_path):
     """``load_from`` a checkpoint without momentum towers and queue (as a converted release):
     a 2-rank FULL_SHARD run builds the momentum towers from the loaded towers, as
     ViLReFRunner does, and ends with the weights of one process with batch 2B."""
-    single_config, options, single = single_run
-    trained = _checkpoint(single, RESUMED_FROM)['state_dict']
+    trained = _checkpoint(single_run[2], RESUMED_FROM)['state_dict']
     released = tmp_path / 'released.pth'
     torch.save({'state_dict': {key: value for key, value in trained.items()
                                if not key.startswith(('momentum_', 'memory_queue.'))}},
                released)
-    config = tmp_path / 'deterministic_demo_fsdp.py'
-    config.write_text(f"_base_ = [{str(single_config)!r}, "
-                      f"{str(REPO / 'configs/_base_/strategies/fsdp.py')!r}]\n"
-                      "runner_type = 'ViLReFFlexibleRunner'\n")
-    options = [*options, f'load_from={released}']
-    sharded, one = tmp_path / 'sharded', tmp_path / 'single'
-    DIST._run(['bash', 'tools/dist_train.sh', str(config), str(WORLD_SIZE), '--work-dir',
-               str(sharded), '--no-validate', '--cfg-options', *options,
-               f'train_dataloader.batch_size={BATCH}'], PORT=str(DIST._free_port()))
-    DIST._run([sys.executable, 'tools/train.py', str(single_config), '--work-dir', str(one),
-               '--no-validate', '--cfg-options', *options,
-               f'train_dataloader.batch_size={WORLD_SIZE * BATCH}'])
-    expected, actual = (_checkpoint(work_dir)['state_dict'] for work_dir in (one, sharded))
-    assert any(key.startswith('momentum_') for key in expected)
-    for key in expected:
-        if not key.startswith('memory_queue.'):
-            torch.testing.assert_close(actual[key], expected[key], rtol=1e-4, atol=1e-6,
-                                       msg=key)
+    _full_shard_and_one_process(single_run, tmp_path, f'load_from={released}')
