@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU checks of the larger towers and of FSDP (docs/pretrain.md), in one run of about
-# 6 minutes on one H100/H200; JSON files and a log in OUT.
+# The GPU checks of the larger towers and of FSDP (docs/pretrain.md) on one H100/H200,
+# bounded by its timeouts at under 9 minutes (not yet run on a GPU; its FSDP part ran on
+# CPU); JSON files and a log in OUT.
 #
 #   bash tools/analysis/gpu_strategies.sh [OUT]     # OUT defaults to $OUT, else work_dirs/gpu_strategies
 #
@@ -26,9 +27,9 @@ peak() {  # NAME TIMEOUT CONFIG ARGS...
         --batch-size 32 --amp --steps 4 --warmup 2 --no-breakdown --out "$OUT/$name.json" \
         "$@" 2>&1 | grep -v 'is skipped since its requires_grad' | tee -a "$OUT/log.txt"
 }
-peak vitb16_b32 90 configs/vilref/vilref_vit-b16_8xb32-20e_fundus-reports-224px.py
-peak vitl14_b32 120 configs/vilref/vilref_vit-l14_8xb32-20e_fundus-reports-224px.py
-peak vith14_b32 150 configs/vilref/vilref_vit-h14_8xb32-20e_fundus-reports-224px.py
+peak vitb16_b32 60 configs/vilref/vilref_vit-b16_8xb32-20e_fundus-reports-224px.py
+peak vitl14_b32 90 configs/vilref/vilref_vit-l14_8xb32-20e_fundus-reports-224px.py
+peak vith14_b32 120 configs/vilref/vilref_vit-h14_8xb32-20e_fundus-reports-224px.py
 
 DATA="$OUT/synthetic"
 python3 tools/data/make_synthetic_fundus.py "$DATA" --num-train 256 --num-val 0 --num-test 0 \
@@ -52,7 +53,7 @@ PY
             extra=(--resume "$work/iter_3.pth")
         fi
         echo "=== FSDP $sharding $run" | tee -a "$OUT/log.txt"
-        timeout 150 torchrun --nproc-per-node 1 --master-port 29611 tools/train.py "$config" \
+        timeout 60 torchrun --nproc-per-node 1 --master-port 29611 tools/train.py "$config" \
             --launcher pytorch --amp --work-dir "$work" --no-validate "${extra[@]}" \
             --cfg-options "${options[@]}" 2>&1 | tail -n 5 | tee -a "$OUT/log.txt"
     done

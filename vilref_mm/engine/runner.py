@@ -34,7 +34,7 @@ from vilref_mm.utils.fileio import remove_stale_temporaries, replace_durably, te
 from .hooks import DurableCheckpointHook
 from .random_state import get_random_state, restore_rank_random_state
 
-#: Checkpoint files :meth:`ViLReFRunner.load_or_resume` considers in a work dir.
+#: Checkpoint files :func:`find_resume_checkpoint` considers in a work dir.
 CHECKPOINT_NAME = re.compile(r'(?:epoch|iter)_\d+\.pth$')
 #: The destination name of checkpoint temporaries (whatever the checkpoint's own name), so
 #: that every save can remove what a killed save left.
@@ -257,6 +257,31 @@ class ViLReFRunnerMixin:
             raise
 
 
+def compile_towers(model: nn.Module, options: Union[bool, dict, None],
+                   logger: logging.Logger) -> bool:
+    """The config's ``compile`` setting for a model with ``compile_towers`` (ViLReF): its
+    towers, momentum copies included, are compiled in place, so the training step, its hooks
+    and the checkpoints stay as they are.
+
+    Args:
+        model (nn.Module): The model, possibly in a wrapper.
+        options (bool | dict | None): ``compile``: True, or :func:`torch.compile`'s options
+            (MMEngine's ``target`` is ignored).
+        logger (logging.Logger): Where to say so.
+
+    Returns:
+        bool: Whether the towers were compiled (False: no setting, or another model, which
+        the caller compiles as MMEngine does).
+    """
+    towers = model.module if is_model_wrapper(model) else model
+    if not options or not hasattr(towers, 'compile_towers'):
+        return False
+    towers.compile_towers(**({} if options is True else
+                             {key: value for key, value in options.items() if key != 'target'}))
+    logger.info('compiled the towers (torch.compile); the first iterations are slow')
+    return True
+
+
 # MMEngine's root registry: mmpretrain's and mmseg's tools/train.py build ``runner_type`` there
 # before any default scope is set, and every scope's registry falls back to it.
 @RUNNERS.register_module()
@@ -380,12 +405,8 @@ class ViLReFRunner(ViLReFRunnerMixin, Runner):
         """The config's ``compile`` setting: a model with ``compile_towers`` (ViLReF) compiles
         its towers in place, momentum copies included, so the training step, its hooks and
         the checkpoints stay as they are; other models compile ``target`` as MMEngine does."""
-        model = self.model.module if is_model_wrapper(self.model) else self.model
-        options = self.cfg.get('compile')
-        if not hasattr(model, 'compile_towers') or options in (None, False):
-            return super()._maybe_compile(target)
-        model.compile_towers(**({} if options is True else options))
-        self.logger.info('compiled the towers (torch.compile); the first iterations are slow')
+        if not compile_towers(self.model, self.cfg.get('compile'), self.logger):
+            super()._maybe_compile(target)
 
     @contextlib.contextmanager
     def _evaluating_loaded_weights(self) -> Iterator[None]:

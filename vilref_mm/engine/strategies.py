@@ -24,7 +24,7 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 
 from vilref_mm.utils.checkpoint import checkpoint_rule
 from .random_state import restore_rank_random_state
-from .runner import ViLReFRunnerMixin, init_cpu_process_group
+from .runner import ViLReFRunnerMixin, compile_towers, init_cpu_process_group
 
 
 class ViLReFStrategyMixin:
@@ -40,14 +40,9 @@ class ViLReFStrategyMixin:
             return super().load_checkpoint(filename, **kwargs)
 
     def compile_model(self, model: nn.Module, compile: Union[dict, bool] = False) -> nn.Module:
-        towers = model.module if is_model_wrapper(model) else model
-        if not compile or not hasattr(towers, 'compile_towers'):
-            return super().compile_model(model, compile)
-        options = {} if compile is True else dict(compile)
-        options.pop('target', None)  # FlexibleRunner's: what MMEngine would compile
-        towers.compile_towers(**options)
-        self.logger.info('compiled the towers (torch.compile); the first iterations are slow')
-        return model
+        if compile_towers(model, compile, self.logger):
+            return model
+        return super().compile_model(model, compile)
 
     def resume(self, filename: str, **kwargs) -> dict:
         checkpoint = super().resume(filename, **kwargs)
